@@ -89,3 +89,19 @@ def test_seqmap_parks_runs_until_their_segment_arrives():
     m.add(6, 5, 6, out)
     assert out == [[6, 2, 0, 12, None]]
     assert m.parked == 0
+
+
+def test_seqmap_unreported_gaps():
+    m = SeqMap()
+    out = []
+    m.add(1, 10, 1, out)
+    m.add(11, 5, 20, out)
+    assert m.unreported() == [(1, 10), (20, 5)]
+    translate(m, [3, 2, 0, 0, None])
+    translate(m, [7, 2, 1, 0, None])
+    translate(m, [5, 2, 2, 0, None])
+    translate(m, [12, 4, 0, 2, None])
+    assert m.unreported() == [(1, 2), (9, 2), (20, 1)]
+    translate(m, [1, 2, 0, 5, None])
+    translate(m, [9, 2, 0, 7, None])
+    assert m.unreported() == [(20, 1)]

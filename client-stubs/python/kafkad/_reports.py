@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from itertools import repeat
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from .types import DeliveryReport
 
@@ -34,7 +34,8 @@ class SeqMap:
 
     def __init__(self) -> None:
         self._starts: List[int] = []  # daemon start of each live segment, sorted
-        self._segs: List[List[int]] = []  # [dstart, count, cstart, unreported]
+        # [dstart, count, cstart, unreported, reported daemon-seq intervals]
+        self._segs: List[List[Any]] = []
         self._parked: List[Run] = []
 
     def __len__(self) -> int:
@@ -55,11 +56,27 @@ class SeqMap:
             return
         i = bisect_right(self._starts, dstart)
         self._starts.insert(i, dstart)
-        self._segs.insert(i, [dstart, count, cstart, count])
+        self._segs.insert(i, [dstart, count, cstart, count, []])
         if self._parked:
             parked, self._parked = self._parked, []
             for run in parked:
                 self.translate(run, out)
+
+    def unreported(self) -> List[Tuple[int, int]]:
+        """``(client seq, count)`` ranges of accepted messages without a report."""
+        gaps: List[Tuple[int, int]] = []
+        for dstart, count, cstart, _left, done in self._segs:
+            pos = dstart
+            for a, b in done + [(dstart + count, dstart + count)]:
+                if a > pos:
+                    gaps.append((cstart + pos - dstart, a - pos))
+                pos = max(pos, b)
+        return gaps
+
+    def clear(self) -> None:
+        self._starts.clear()
+        self._segs.clear()
+        self._parked.clear()
 
     def translate(self, run: Run, out: List[Run]) -> None:
         """Append the client-numbered pieces of daemon run ``run`` to ``out``."""
@@ -78,6 +95,8 @@ class SeqMap:
                     if seg[3] <= 0:
                         del starts[i]
                         del segs[i]
+                    else:
+                        _mark(seg[4], seq, seq + take)
                     seq += take
                     count -= take
                     if off >= 0:
@@ -91,6 +110,20 @@ class SeqMap:
             count -= take
             if off >= 0:
                 off += take
+
+
+def _mark(intervals: List[Tuple[int, int]], a: int, b: int) -> None:
+    """Add [a, b) to a sorted list of disjoint intervals, merging neighbours."""
+    i = bisect_right(intervals, (a, b))
+    if i > 0 and intervals[i - 1][1] >= a:
+        i -= 1
+        a = intervals[i][0]
+        b = max(b, intervals[i][1])
+        del intervals[i]
+    while i < len(intervals) and intervals[i][0] <= b:
+        b = max(b, intervals[i][1])
+        del intervals[i]
+    intervals.insert(i, (a, b))
 
 
 def expand_run(run: Run, limit: Optional[int] = None) -> List[DeliveryReport]:

@@ -266,7 +266,8 @@ class Client:
 
         Report-mode messages whose outcome is not known yet get a
         :class:`ConnectionLost` report (they may still be delivered: the
-        daemon delivers everything it received).  Use :meth:`flush` first, or
+        daemon delivers everything it received), so every message still gets
+        exactly one report.  Use :meth:`flush` first, or
         the context manager, to wait for them.
         """
         with self._lock:
@@ -318,6 +319,11 @@ class Client:
                 covered.append((req.cstart, req.cstart + req.count))
         self._pending.clear()
         self._poll_req = None
+        # accepted requests whose messages have no outcome yet
+        for cstart, count in self._seqmap.unreported():
+            runs.append([cstart, count, -1, -1, lost])
+            covered.append((cstart, cstart + count))
+        self._seqmap.clear()
         if self._buf and self._back is _REPORT:
             n = len(self._buf)
             runs.append([self._next_seq - n, n, -1, -1, lost])
