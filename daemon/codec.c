@@ -1,0 +1,238 @@
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+int codec_frame_check(const uint8_t *buf, size_t len, uint32_t max_frame, uint32_t *payload_len)
+{
+	*payload_len = 0;
+	if (len < KD_FRAME_HDR)
+		return KD_FRAME_NEED_MORE;
+	uint32_t n = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) | ((uint32_t)buf[2] << 8) | buf[3];
+	if (n == 0 || n > max_frame)
+		return KD_FRAME_BAD_LENGTH;
+	*payload_len = n;
+	return len - KD_FRAME_HDR >= n ? KD_FRAME_READY : KD_FRAME_NEED_MORE;
+}
+
+int codec_decode_request(const char *payload, size_t len, msgpack_zone *zone, msgpack_object *root,
+			 kd_request *req, const char **why)
+{
+	memset(req, 0, sizeof(*req));
+	size_t off = 0;
+	msgpack_unpack_return r = msgpack_unpack(payload, len, &off, zone, root);
+	if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
+		*why = r == MSGPACK_UNPACK_EXTRA_BYTES || (r == MSGPACK_UNPACK_SUCCESS && off != len)
+			       ? "frame holds more than one msgpack value"
+			       : "frame payload is not valid msgpack";
+		return KD_ERR_BAD_FRAME;
+	}
+	if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 3) {
+		*why = "request must be an array [id, op, args]";
+		return KD_ERR_BAD_REQUEST;
+	}
+	const msgpack_object *e = root->via.array.ptr;
+	if (e[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		*why = "request id must be an unsigned integer";
+		return KD_ERR_BAD_REQUEST;
+	}
+	req->id = e[0].via.u64;
+	req->has_id = true;
+	if (e[1].type != MSGPACK_OBJECT_STR) {
+		*why = "op must be a string";
+		return KD_ERR_BAD_REQUEST;
+	}
+	req->op = e[1].via.str.ptr;
+	req->op_len = e[1].via.str.size;
+	if (e[2].type == MSGPACK_OBJECT_MAP)
+		req->args = &e[2];
+	else if (e[2].type != MSGPACK_OBJECT_NIL) {
+		*why = "args must be a map or nil";
+		return KD_ERR_BAD_REQUEST;
+	}
+	return 0;
+}
+
+bool codec_str_eq(const char *s, uint32_t len, const char *lit)
+{
+	size_t n = strlen(lit);
+	return n == len && memcmp(s, lit, n) == 0;
+}
+
+const msgpack_object *codec_map_get(const msgpack_object *map, const char *key)
+{
+	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object_kv *kv = &map->via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_STR && codec_str_eq(kv->key.via.str.ptr, kv->key.via.str.size, key))
+			return kv->val.type == MSGPACK_OBJECT_NIL ? NULL : &kv->val;
+	}
+	return NULL;
+}
+
+int codec_get_str(const msgpack_object *map, const char *key, const char **s, uint32_t *len)
+{
+	const msgpack_object *o = codec_map_get(map, key);
+	if (o == NULL)
+		return 0;
+	if (o->type != MSGPACK_OBJECT_STR)
+		return -1;
+	*s = o->via.str.ptr;
+	*len = o->via.str.size;
+	return 1;
+}
+
+int codec_get_int(const msgpack_object *map, const char *key, int64_t *v)
+{
+	const msgpack_object *o = codec_map_get(map, key);
+	if (o == NULL)
+		return 0;
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		if (o->via.u64 > (uint64_t)INT64_MAX)
+			return -1;
+		*v = (int64_t)o->via.u64;
+		return 1;
+	}
+	if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+		*v = o->via.i64;
+		return 1;
+	}
+	return -1;
+}
+
+int codec_get_bool(const msgpack_object *map, const char *key, bool *v)
+{
+	const msgpack_object *o = codec_map_get(map, key);
+	if (o == NULL)
+		return 0;
+	if (o->type != MSGPACK_OBJECT_BOOLEAN)
+		return -1;
+	*v = o->via.boolean;
+	return 1;
+}
+
+int codec_obj_bytes(const msgpack_object *o, const char **p, uint32_t *len)
+{
+	if (o->type == MSGPACK_OBJECT_BIN) {
+		*p = o->via.bin.ptr;
+		*len = o->via.bin.size;
+		return 1;
+	}
+	if (o->type == MSGPACK_OBJECT_STR) {
+		*p = o->via.str.ptr;
+		*len = o->via.str.size;
+		return 1;
+	}
+	return -1;
+}
+
+int codec_get_bytes(const msgpack_object *map, const char *key, const char **p, uint32_t *len)
+{
+	const msgpack_object *o = codec_map_get(map, key);
+	if (o == NULL)
+		return 0;
+	return codec_obj_bytes(o, p, len);
+}
+
+int codec_get_array(const msgpack_object *map, const char *key, const msgpack_object_array **a)
+{
+	const msgpack_object *o = codec_map_get(map, key);
+	if (o == NULL)
+		return 0;
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return -1;
+	*a = &o->via.array;
+	return 1;
+}
+
+void writer_init(kd_writer *w)
+{
+	msgpack_sbuffer_init(&w->sb);
+	msgpack_packer_init(&w->pk, &w->sb, msgpack_sbuffer_write);
+	static const char hdr[KD_FRAME_HDR] = {0};
+	msgpack_sbuffer_write(&w->sb, hdr, KD_FRAME_HDR);
+}
+
+static void pack_id(kd_writer *w, uint64_t id, bool has_id)
+{
+	msgpack_pack_array(&w->pk, 3);
+	if (has_id)
+		msgpack_pack_uint64(&w->pk, id);
+	else
+		msgpack_pack_nil(&w->pk);
+}
+
+void writer_begin_ok(kd_writer *w, uint64_t id, bool has_id)
+{
+	pack_id(w, id, has_id);
+	msgpack_pack_nil(&w->pk);
+}
+
+void pack_cstr(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+void pack_kv_int(msgpack_packer *pk, const char *key, int64_t v)
+{
+	pack_cstr(pk, key);
+	msgpack_pack_int64(pk, v);
+}
+
+void pack_kv_uint(msgpack_packer *pk, const char *key, uint64_t v)
+{
+	pack_cstr(pk, key);
+	msgpack_pack_uint64(pk, v);
+}
+
+void pack_kv_str(msgpack_packer *pk, const char *key, const char *v)
+{
+	pack_cstr(pk, key);
+	if (v)
+		pack_cstr(pk, v);
+	else
+		msgpack_pack_nil(pk);
+}
+
+void codec_pack_error(msgpack_packer *pk, int code, const char *name, const char *message, bool retriable)
+{
+	msgpack_pack_map(pk, 4);
+	pack_kv_int(pk, "code", code);
+	pack_kv_str(pk, "name", name ? name : "UNKNOWN");
+	pack_kv_str(pk, "message", message ? message : "");
+	pack_cstr(pk, "retriable");
+	if (retriable)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+}
+
+void writer_error(kd_writer *w, uint64_t id, bool has_id, int code, const char *name, const char *message,
+		  bool retriable)
+{
+	pack_id(w, id, has_id);
+	codec_pack_error(&w->pk, code, name, message, retriable);
+	msgpack_pack_nil(&w->pk);
+}
+
+char *writer_take(kd_writer *w, size_t *len)
+{
+	uint32_t n = (uint32_t)(w->sb.size - KD_FRAME_HDR);
+	uint8_t *b = (uint8_t *)w->sb.data;
+	b[0] = (uint8_t)(n >> 24);
+	b[1] = (uint8_t)(n >> 16);
+	b[2] = (uint8_t)(n >> 8);
+	b[3] = (uint8_t)n;
+	*len = w->sb.size;
+	return msgpack_sbuffer_release(&w->sb);
+}
+
+void writer_destroy(kd_writer *w)
+{
+	msgpack_sbuffer_destroy(&w->sb);
+}

@@ -1,0 +1,404 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "partitioner.h"
+
+void config_defaults(kd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->socket_path = strdup("/run/kafkad/kafkad.sock");
+	cfg->socket_mode = 0660;
+	cfg->log_level = KD_LOG_INFO;
+	cfg->max_connections = 4096;
+	cfg->max_frame = 16u << 20;
+	cfg->max_batch = 100000;
+	cfg->max_pending = 262144;
+	cfg->max_parked = 1024;
+	cfg->write_high_water = 8u << 20;
+	cfg->shutdown_timeout_ms = 10000;
+}
+
+static void free_props(kd_prop *p)
+{
+	while (p) {
+		kd_prop *next = p->next;
+		free(p->key);
+		free(p->value);
+		free(p);
+		p = next;
+	}
+}
+
+void config_free(kd_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	kd_cluster_conf *c = cfg->clusters;
+	while (c) {
+		kd_cluster_conf *cn = c->next;
+		kd_topic_conf *t = c->topics;
+		while (t) {
+			kd_topic_conf *tn = t->next;
+			free(t->name);
+			free_props(t->props);
+			free(t);
+			t = tn;
+		}
+		free(c->name);
+		free(c->bootstrap);
+		free_props(c->props);
+		free(c);
+		c = cn;
+	}
+	free(cfg->path);
+	free(cfg->socket_path);
+	free(cfg->socket_group);
+	free(cfg->default_cluster);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+kd_cluster_conf *config_cluster(const kd_config *cfg, const char *name, size_t len)
+{
+	for (kd_cluster_conf *c = cfg->clusters; c; c = c->next)
+		if (strlen(c->name) == len && memcmp(c->name, name, len) == 0)
+			return c;
+	return NULL;
+}
+
+kd_topic_conf *config_topic(const kd_cluster_conf *cc, const char *name)
+{
+	for (kd_topic_conf *t = cc->topics; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+/* Parser state: inih calls the handler right after reading a line through
+ * our reader, so `line` is the line the handler is looking at. */
+struct parse_state {
+	kd_config *cfg;
+	const char *name;
+	int line;
+	char *err;
+	size_t errlen;
+	bool failed;
+	/* string source */
+	const char *text;
+	/* file source */
+	FILE *fp;
+};
+
+static int fail(struct parse_state *ps, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct parse_state *ps, const char *key, const char *fmt, ...)
+{
+	if (ps->failed)
+		return 0;
+	ps->failed = true;
+	int n = snprintf(ps->err, ps->errlen, "%s:%d: %s%s", ps->name, ps->line, key ? key : "", key ? ": " : "");
+	if (n < 0 || (size_t)n >= ps->errlen)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+static char *reader_file(char *str, int num, void *stream)
+{
+	struct parse_state *ps = stream;
+	char *r = fgets(str, num, ps->fp);
+	if (r)
+		ps->line++;
+	return r;
+}
+
+static char *reader_string(char *str, int num, void *stream)
+{
+	struct parse_state *ps = stream;
+	if (*ps->text == '\0' || num < 2)
+		return NULL;
+	const char *nl = strchr(ps->text, '\n');
+	size_t n = nl ? (size_t)(nl - ps->text) + 1 : strlen(ps->text);
+	if (n > (size_t)num - 1)
+		n = (size_t)num - 1;
+	memcpy(str, ps->text, n);
+	str[n] = '\0';
+	ps->text += n;
+	ps->line++;
+	return str;
+}
+
+static int parse_uint(struct parse_state *ps, const char *key, const char *value, uint64_t min, uint64_t max,
+		      int base, uint64_t *out)
+{
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(value, &end, base);
+	if (errno || end == value || *end != '\0' || value[0] == '-')
+		return fail(ps, key, "'%s' is not a number", value);
+	if (v < min || v > max)
+		return fail(ps, key, "%llu is out of range [%llu, %llu]", v, (unsigned long long)min,
+			    (unsigned long long)max);
+	*out = v;
+	return 1;
+}
+
+static int add_prop(kd_prop **head, const char *key, const char *value, int line)
+{
+	kd_prop *p = calloc(1, sizeof(*p));
+	if (!p)
+		return 0;
+	p->key = strdup(key);
+	p->value = strdup(value);
+	p->line = line;
+	if (!p->key || !p->value) {
+		free_props(p);
+		return 0;
+	}
+	while (*head)
+		head = &(*head)->next;
+	*head = p;
+	return 1;
+}
+
+static int daemon_key(struct parse_state *ps, const char *key, const char *value)
+{
+	kd_config *cfg = ps->cfg;
+	uint64_t v;
+	if (strcmp(key, "socket") == 0) {
+		if (value[0] == '\0' || strlen(value) >= 108)
+			return fail(ps, key, "socket path must be 1..107 bytes");
+		free(cfg->socket_path);
+		cfg->socket_path = strdup(value);
+		return 1;
+	}
+	if (strcmp(key, "socket_mode") == 0) {
+		if (!parse_uint(ps, key, value, 0, 0777, 8, &v))
+			return 0;
+		cfg->socket_mode = (mode_t)v;
+		return 1;
+	}
+	if (strcmp(key, "socket_group") == 0) {
+		free(cfg->socket_group);
+		cfg->socket_group = value[0] ? strdup(value) : NULL;
+		return 1;
+	}
+	if (strcmp(key, "log_level") == 0) {
+		int l = log_level_parse(value);
+		if (l < 0)
+			return fail(ps, key, "unknown level '%s' (error, warn, notice, info, debug)", value);
+		cfg->log_level = l;
+		return 1;
+	}
+	if (strcmp(key, "default_cluster") == 0) {
+		free(cfg->default_cluster);
+		cfg->default_cluster = strdup(value);
+		return 1;
+	}
+	static const struct {
+		const char *key;
+		uint64_t min, max;
+		size_t offset;
+		int is_size;
+	} nums[] = {
+		{"max_connections", 1, 1000000, offsetof(kd_config, max_connections), 0},
+		{"max_frame", 1024, 256u << 20, offsetof(kd_config, max_frame), 0},
+		{"max_batch", 1, 1000000, offsetof(kd_config, max_batch), 0},
+		{"max_pending", 1, 100000000, offsetof(kd_config, max_pending), 0},
+		{"max_parked", 1, 1000000, offsetof(kd_config, max_parked), 0},
+		{"write_high_water", 65536, 1u << 30, offsetof(kd_config, write_high_water), 1},
+		{"shutdown_timeout_ms", 0, 3600000, offsetof(kd_config, shutdown_timeout_ms), 0},
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (strcmp(key, nums[i].key) != 0)
+			continue;
+		if (!parse_uint(ps, key, value, nums[i].min, nums[i].max, 10, &v))
+			return 0;
+		char *field = (char *)cfg + nums[i].offset;
+		if (nums[i].is_size)
+			*(size_t *)field = (size_t)v;
+		else
+			*(uint32_t *)field = (uint32_t)v;
+		return 1;
+	}
+	return fail(ps, key, "unknown key in [daemon]");
+}
+
+static bool valid_name(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+		      *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+static kd_cluster_conf *get_cluster(struct parse_state *ps, const char *name, bool create)
+{
+	kd_cluster_conf *c = config_cluster(ps->cfg, name, strlen(name));
+	if (c || !create)
+		return c;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->name = strdup(name);
+	c->line = ps->line;
+	kd_cluster_conf **tail = &ps->cfg->clusters;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = c;
+	return c;
+}
+
+/* Checks a librdkafka property on a scratch conf so typos fail at load time. */
+static int check_rdkafka_prop(struct parse_state *ps, const char *key, const char *value, bool topic_level)
+{
+	char errstr[512];
+	rd_kafka_conf_res_t r;
+	if (strcmp(key, "partitioner") == 0) {
+		if (partitioner_parse(value) < 0)
+			return fail(ps, key, "unknown partitioner '%s' (%s)", value, partitioner_names());
+		return 1;
+	}
+	if (topic_level) {
+		rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+		r = rd_kafka_topic_conf_set(tc, key, value, errstr, sizeof(errstr));
+		rd_kafka_topic_conf_destroy(tc);
+	} else {
+		rd_kafka_conf_t *c = rd_kafka_conf_new();
+		r = rd_kafka_conf_set(c, key, value, errstr, sizeof(errstr));
+		rd_kafka_conf_destroy(c);
+	}
+	if (r != RD_KAFKA_CONF_OK)
+		return fail(ps, key, "%s", errstr);
+	return 1;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse_state *ps = user;
+	if (ps->failed)
+		return 0;
+	if (strcmp(section, "daemon") == 0)
+		return daemon_key(ps, key, value);
+	if (strncmp(section, "cluster ", 8) == 0) {
+		const char *name = section + 8;
+		if (!valid_name(name))
+			return fail(ps, NULL, "[%s]: cluster name must be [A-Za-z0-9._-]+", section);
+		kd_cluster_conf *c = get_cluster(ps, name, true);
+		if (!c)
+			return fail(ps, key, "out of memory");
+		if (strcmp(key, "bootstrap.servers") == 0) {
+			if (value[0] == '\0')
+				return fail(ps, key, "must not be empty (use 'mock' for the embedded mock cluster)");
+			free(c->bootstrap);
+			c->bootstrap = strdup(value);
+			return 1;
+		}
+		if (!check_rdkafka_prop(ps, key, value, false))
+			return 0;
+		return add_prop(&c->props, key, value, ps->line) ? 1 : fail(ps, key, "out of memory");
+	}
+	if (strncmp(section, "topic ", 6) == 0) {
+		const char *spec = section + 6;
+		const char *colon = strchr(spec, ':');
+		if (!colon || colon == spec || !valid_name(colon + 1))
+			return fail(ps, NULL, "[%s]: expected [topic CLUSTER:TOPIC]", section);
+		char cname[256];
+		size_t n = (size_t)(colon - spec);
+		if (n >= sizeof(cname))
+			return fail(ps, NULL, "[%s]: cluster name too long", section);
+		memcpy(cname, spec, n);
+		cname[n] = '\0';
+		kd_cluster_conf *c = get_cluster(ps, cname, false);
+		if (!c)
+			return fail(ps, NULL, "[%s]: cluster '%s' is not defined above", section, cname);
+		kd_topic_conf *t = config_topic(c, colon + 1);
+		if (!t) {
+			t = calloc(1, sizeof(*t));
+			if (!t || !(t->name = strdup(colon + 1))) {
+				free(t);
+				return fail(ps, key, "out of memory");
+			}
+			kd_topic_conf **tail = &c->topics;
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = t;
+		}
+		if (!check_rdkafka_prop(ps, key, value, true))
+			return 0;
+		return add_prop(&t->props, key, value, ps->line) ? 1 : fail(ps, key, "out of memory");
+	}
+	return fail(ps, NULL, "unknown section [%s] (expected [daemon], [cluster NAME] or [topic CLUSTER:TOPIC])",
+		    section);
+}
+
+static int finish(struct parse_state *ps, int rc)
+{
+	kd_config *cfg = ps->cfg;
+	if (rc != 0 || ps->failed) {
+		if (!ps->failed) {
+			ps->line = rc > 0 ? rc : ps->line;
+			fail(ps, NULL, rc == -2 ? "out of memory" : "syntax error (expected [section] or key = value)");
+		}
+		return -1;
+	}
+	if (cfg->clusters == NULL) {
+		ps->line = 0;
+		snprintf(ps->err, ps->errlen, "%s: no [cluster NAME] section (at least one is required)", ps->name);
+		return -1;
+	}
+	for (kd_cluster_conf *c = cfg->clusters; c; c = c->next) {
+		if (c->bootstrap == NULL) {
+			snprintf(ps->err, ps->errlen, "%s:%d: bootstrap.servers: missing in [cluster %s]", ps->name, c->line,
+				 c->name);
+			return -1;
+		}
+	}
+	if (cfg->default_cluster == NULL) {
+		cfg->default_cluster = strdup(cfg->clusters->name);
+	} else if (!config_cluster(cfg, cfg->default_cluster, strlen(cfg->default_cluster))) {
+		snprintf(ps->err, ps->errlen, "%s: default_cluster: no [cluster %s] section", ps->name, cfg->default_cluster);
+		return -1;
+	}
+	if (cfg->max_batch > cfg->max_pending) {
+		snprintf(ps->err, ps->errlen, "%s: max_batch: must not exceed max_pending (%u)", ps->name, cfg->max_pending);
+		return -1;
+	}
+	return 0;
+}
+
+int config_load(kd_config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct parse_state ps = {.cfg = cfg, .name = path, .err = err, .errlen = errlen};
+	free(cfg->path);
+	cfg->path = strdup(path);
+	ps.fp = fopen(path, "r");
+	if (!ps.fp) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	int rc = ini_parse_stream(reader_file, &ps, handler, &ps);
+	fclose(ps.fp);
+	return finish(&ps, rc);
+}
+
+int config_load_string(kd_config *cfg, const char *name, const char *text, char *err, size_t errlen)
+{
+	struct parse_state ps = {.cfg = cfg, .name = name, .err = err, .errlen = errlen, .text = text};
+	free(cfg->path);
+	cfg->path = strdup(name);
+	int rc = ini_parse_stream(reader_string, &ps, handler, &ps);
+	return finish(&ps, rc);
+}

@@ -1,0 +1,272 @@
+#include "daemon.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sd.h"
+#include "session.h"
+
+#define SHUTDOWN_TICK_MS 50
+#define PURGE_GRACE_MS 5000
+
+kd_session *daemon_find_session(kd_daemon *d, uint64_t id)
+{
+	kd_session *s;
+	HASH_FIND(hh, d->sessions, &id, sizeof(id), s);
+	return s;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("cannot raise the open-file limit: %s", strerror(errno));
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_debug("open-file limit: %llu", (unsigned long long)rl.rlim_cur);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	kd_daemon *d = server->data;
+	if (status < 0) {
+		log_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	int r = session_accept(d, server);
+	if (r != 0)
+		log_warn("accept: %s", uv_strerror(r));
+}
+
+/* Refuses to take over a socket another live daemon still serves. */
+static int prepare_socket_path(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("%s exists and is not a socket; refusing to replace it", path);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (live) {
+		log_error("%s: another kafkad is already listening there", path);
+		return -1;
+	}
+	unlink(path);
+	return 0;
+}
+
+static int start_listener(kd_daemon *d)
+{
+	const kd_config *cfg = d->cfg;
+	int r = uv_pipe_init(d->loop, &d->listener, 0);
+	if (r != 0) {
+		log_error("listener: %s", uv_strerror(r));
+		return -1;
+	}
+	d->listener.data = d;
+	d->listening = true;
+	int fd = sd_listen_socket();
+	if (fd >= 0) {
+		d->socket_activated = true;
+		r = uv_pipe_open(&d->listener, fd);
+		if (r != 0) {
+			log_error("socket from systemd: %s", uv_strerror(r));
+			return -1;
+		}
+		log_info("listening on the socket passed by systemd");
+	} else {
+		if (prepare_socket_path(cfg->socket_path) != 0)
+			return -1;
+		mode_t old = umask(0177); /* no window where the socket is wider than configured */
+		r = uv_pipe_bind(&d->listener, cfg->socket_path);
+		umask(old);
+		if (r != 0) {
+			log_error("%s: cannot bind: %s", cfg->socket_path, uv_strerror(r));
+			return -1;
+		}
+		if (cfg->socket_group) {
+			struct group *g = getgrnam(cfg->socket_group);
+			if (!g) {
+				log_error("socket_group: no group named '%s'", cfg->socket_group);
+				return -1;
+			}
+			if (chown(cfg->socket_path, (uid_t)-1, g->gr_gid) != 0) {
+				log_error("%s: chown to group %s: %s", cfg->socket_path, cfg->socket_group, strerror(errno));
+				return -1;
+			}
+		}
+		if (chmod(cfg->socket_path, cfg->socket_mode) != 0) {
+			log_error("%s: chmod: %s", cfg->socket_path, strerror(errno));
+			return -1;
+		}
+		log_info("listening on %s (mode %04o)", cfg->socket_path, (unsigned)cfg->socket_mode);
+	}
+	r = uv_listen((uv_stream_t *)&d->listener, 1024, on_connection);
+	if (r != 0) {
+		log_error("listen: %s", uv_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+static void on_closed_noop(uv_handle_t *h) { (void)h; }
+
+static void close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, on_closed_noop);
+}
+
+static void finish_shutdown(kd_daemon *d)
+{
+	uint64_t lost = producers_log_undelivered(d->producers);
+	if (lost == 0)
+		log_info("shutdown: every message was delivered");
+	uv_timer_stop(&d->shutdown_timer);
+	close_handle((uv_handle_t *)&d->shutdown_timer);
+	close_handle((uv_handle_t *)&d->watchdog);
+	close_handle((uv_handle_t *)&d->sigterm);
+	close_handle((uv_handle_t *)&d->sigint);
+	kd_session *s, *tmp;
+	HASH_ITER(hh, d->sessions, s, tmp) {
+		session_close(s);
+	}
+	producers_close_handles(d->producers);
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+	kd_daemon *d = t->data;
+	int outq = producers_outq_len(d->producers);
+	uint64_t now = uv_now(d->loop);
+	if (outq == 0) {
+		producers_drain(d->producers);
+		finish_shutdown(d);
+		return;
+	}
+	if (now >= d->shutdown_deadline_ms + PURGE_GRACE_MS) {
+		log_error("shutdown: %d messages still queued after purging; giving up on them", outq);
+		producers_drain(d->producers);
+		finish_shutdown(d);
+		return;
+	}
+	if (now >= d->shutdown_deadline_ms && d->exit_code == 0) {
+		log_warn("shutdown: timeout (%u ms) with %d messages undelivered; purging them",
+			 d->cfg->shutdown_timeout_ms, outq);
+		d->exit_code = -1; /* marks "purged"; the process still exits 0 */
+		producers_purge(d->producers);
+	}
+}
+
+static void begin_shutdown(kd_daemon *d, const char *why)
+{
+	if (d->shutting_down) {
+		log_warn("%s again: stopping now", why);
+		d->shutdown_deadline_ms = uv_now(d->loop);
+		return;
+	}
+	d->shutting_down = true;
+	log_info("%s: stopping; flushing producers (up to %u ms)", why, d->cfg->shutdown_timeout_ms);
+	sd_stopping();
+	if (d->listening) {
+		d->listening = false;
+		close_handle((uv_handle_t *)&d->listener);
+		if (!d->socket_activated)
+			unlink(d->cfg->socket_path);
+	}
+	producers_begin_shutdown(d->producers);
+	d->shutdown_deadline_ms = uv_now(d->loop) + d->cfg->shutdown_timeout_ms;
+	uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_TICK_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	begin_shutdown(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	sd_watchdog_ping();
+}
+
+int daemon_run(kd_config *cfg)
+{
+	kd_daemon d;
+	memset(&d, 0, sizeof(d));
+	d.cfg = cfg;
+	log_set_level(cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	uv_loop_t loop;
+	if (uv_loop_init(&loop) != 0) {
+		log_error("cannot initialise the event loop");
+		return 1;
+	}
+	d.loop = &loop;
+	d.start_ms = uv_now(&loop);
+	char err[512];
+	d.producers = producers_create(&loop, cfg, err, sizeof(err));
+	if (!d.producers) {
+		log_error("%s", err);
+		uv_loop_close(&loop);
+		return 1;
+	}
+	uv_signal_init(&loop, &d.sigterm);
+	uv_signal_init(&loop, &d.sigint);
+	uv_timer_init(&loop, &d.watchdog);
+	uv_timer_init(&loop, &d.shutdown_timer);
+	d.sigterm.data = d.sigint.data = d.watchdog.data = d.shutdown_timer.data = &d;
+	int rc = 0;
+	if (start_listener(&d) != 0) {
+		rc = 1;
+		if (d.listening)
+			close_handle((uv_handle_t *)&d.listener);
+		close_handle((uv_handle_t *)&d.sigterm);
+		close_handle((uv_handle_t *)&d.sigint);
+		close_handle((uv_handle_t *)&d.watchdog);
+		close_handle((uv_handle_t *)&d.shutdown_timer);
+		producers_close_handles(d.producers);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		producers_destroy(d.producers);
+		uv_loop_close(&loop);
+		return rc;
+	}
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uint64_t wd = sd_watchdog_interval_ms();
+	if (wd > 0)
+		uv_timer_start(&d.watchdog, on_watchdog, wd, wd);
+	char status[256];
+	size_t nclusters = producers_count(d.producers);
+	snprintf(status, sizeof(status), "serving %zu cluster%s on %s", nclusters, nclusters == 1 ? "" : "s",
+		 d.socket_activated ? "the systemd socket" : cfg->socket_path);
+	log_notice("kafkad %s ready: %s", KAFKAD_VERSION, status);
+	sd_ready(status);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* The loop has ended: blocking in librdkafka's destroy is harmless now. */
+	producers_destroy(d.producers);
+	if (uv_loop_close(&loop) != 0)
+		log_warn("event loop closed with handles still open");
+	log_info("stopped");
+	return rc;
+}

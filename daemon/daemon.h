@@ -1,0 +1,45 @@
+/* daemon: the one struct that holds the daemon's state, passed down
+ * explicitly (no other mutable globals). */
+#ifndef KAFKAD_DAEMON_H
+#define KAFKAD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "producer.h"
+
+typedef struct kd_session kd_session;
+
+typedef struct kd_daemon_counters {
+	uint64_t connections_total, requests, errors, bad_frames, rejected_connections;
+} kd_daemon_counters;
+
+typedef struct kd_daemon {
+	uv_loop_t *loop;
+	kd_config *cfg;
+	kd_producers *producers;
+	uv_pipe_t listener;
+	bool listening;
+	bool socket_activated;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t watchdog;
+	uv_timer_t shutdown_timer;
+	kd_session *sessions; /* uthash by id */
+	uint64_t next_session_id;
+	uint32_t n_sessions;
+	uint32_t background_jobs; /* thread-pool work in flight */
+	kd_daemon_counters counters;
+	uint64_t start_ms;
+	bool shutting_down;
+	uint64_t shutdown_deadline_ms;
+	int exit_code;
+} kd_daemon;
+
+/* Runs the daemon until it is told to stop. Returns the exit code. */
+int daemon_run(kd_config *cfg);
+
+kd_session *daemon_find_session(kd_daemon *d, uint64_t id);
+
+#endif

@@ -1,0 +1,40 @@
+#include "dispatch.h"
+
+#include <string.h>
+
+#include "errors.h"
+#include "ops.h"
+#include "session.h"
+
+/* Keep in sync with protocol/ops.json: tests/c/test_dispatch.c checks both. */
+static const kd_op op_table[] = {
+	{"hello", op_hello},
+	{"ping", op_ping},
+	{"metadata", op_metadata},
+	{"produce", op_produce},
+	{"poll_reports", op_poll_reports},
+	{"flush", op_flush},
+	{"stats", op_stats},
+	{NULL, NULL},
+};
+
+const kd_op *dispatch_ops(void) { return op_table; }
+
+const kd_op *dispatch_find(const char *name, uint32_t len)
+{
+	for (const kd_op *op = op_table; op->name; op++)
+		if (codec_str_eq(name, len, op->name))
+			return op;
+	return NULL;
+}
+
+void dispatch_request(kd_session *s, const kd_request *req, const char *payload, uint32_t len)
+{
+	const kd_op *op = dispatch_find(req->op, req->op_len);
+	if (op == NULL) {
+		session_reply_error(s, req, KD_ERR_UNKNOWN_OP, "unknown op '%.*s'", (int)(req->op_len > 64 ? 64 : req->op_len),
+				    req->op);
+		return;
+	}
+	op->handler(s, req, payload, len);
+}

@@ -1,0 +1,58 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int current_level = KD_LOG_INFO;
+
+void log_set_level(int level) { atomic_store(&current_level, level); }
+int log_get_level(void) { return atomic_load(&current_level); }
+
+int log_level_parse(const char *name)
+{
+	static const struct { const char *name; int level; } names[] = {
+		{"error", KD_LOG_ERROR}, {"warn", KD_LOG_WARN}, {"warning", KD_LOG_WARN},
+		{"notice", KD_LOG_NOTICE}, {"info", KD_LOG_INFO}, {"debug", KD_LOG_DEBUG},
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(names[i].name, name) == 0)
+			return names[i].level;
+	return -1;
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	if (level > atomic_load(&current_level))
+		return;
+	static const char *tags[] = {"", "", "", "error", "warn", "notice", "info", "debug"};
+	char line[2048];
+	size_t n = 0;
+	if (getenv("JOURNAL_STREAM") != NULL) {
+		n = (size_t)snprintf(line, sizeof(line), "<%d>", level);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		struct tm tm;
+		gmtime_r(&ts.tv_sec, &tm);
+		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ kafkad %s: ",
+				      ts.tv_nsec / 1000000L, tags[level & 7]);
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	n += (size_t)m;
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, n);
+	(void)w;
+}

@@ -1,0 +1,24 @@
+/* ops: the handlers behind the op table, and the parts of a session's
+ * state machine that belong to them (parked polls, flushes, held produces). */
+#ifndef KAFKAD_OPS_H
+#define KAFKAD_OPS_H
+
+#include "dispatch.h"
+#include "producer.h"
+
+void op_hello(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_ping(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_metadata(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_produce(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_poll_reports(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_flush(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+
+/* Answers an ack=wait produce whose messages all have outcomes. */
+void ops_answer_waiter(kd_session *s, const kd_waiter *w);
+/* Resumes held work and answers parked requests that can be answered. */
+void ops_session_changed(kd_session *s);
+/* Frees a held produce (connection closing). */
+void ops_release_held(kd_session *s);
+
+#endif

@@ -1,0 +1,756 @@
+#include "producer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uthash.h>
+
+#include "log.h"
+#include "partitioner.h"
+
+_Static_assert(sizeof(void *) == 8, "message opaques need 64-bit pointers");
+
+#define EVENTS_PER_WAKEUP 64
+
+struct kd_topic {
+	char *name;
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt;
+	int default_partitioner;
+	UT_hash_handle hh;
+};
+
+struct kd_cluster {
+	kd_producers *owner;
+	const kd_cluster_conf *conf;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;
+	int pipefd[2];
+	uv_poll_t poll;
+	uv_idle_t idle;
+	bool handles_open;
+	int default_partitioner;
+	char *stats_json;
+	kd_topic *topics;
+};
+
+typedef struct undelivered {
+	char *topic;
+	uint64_t count;
+	UT_hash_handle hh;
+} undelivered;
+
+struct kd_producers {
+	uv_loop_t *loop;
+	const kd_config *cfg;
+	kd_cluster *clusters;
+	size_t n_clusters;
+	kd_outbox **slots;
+	uint32_t n_slots;   /* slots ever used (high-water mark) */
+	uint32_t cap_slots;
+	uint32_t *free_list; /* slots whose outbox was freed, reusable */
+	uint32_t n_free;
+	kd_outbox *dirty;
+	kd_outbox *blocked;
+	kd_producer_counters counters;
+	bool shutting_down;
+	undelivered *tally;
+};
+
+/* --- opaque packing ------------------------------------------------------ */
+
+static void *pack_opaque(int ack, int part, uint32_t slot, uint64_t seq)
+{
+	uint64_t v = ((uint64_t)ack << 62) | ((uint64_t)(part & 7) << 59) | ((uint64_t)slot << KD_SEQ_BITS) |
+		     (seq & KD_MAX_SEQ);
+	return (void *)(uintptr_t)v;
+}
+
+static void unpack_opaque(void *op, int *ack, int *part, uint32_t *slot, uint64_t *seq)
+{
+	uint64_t v = (uint64_t)(uintptr_t)op;
+	*ack = (int)(v >> 62);
+	*part = (int)((v >> 59) & 7);
+	*slot = (uint32_t)((v >> KD_SEQ_BITS) & (KD_MAX_SLOTS - 1));
+	*seq = v & KD_MAX_SEQ;
+}
+
+/* Runs on librdkafka threads: reads only the opaque and the immutable topic. */
+static int32_t partitioner_cb(const rd_kafka_topic_t *rkt, const void *key, size_t keylen, int32_t partition_cnt,
+			      void *rkt_opaque, void *msg_opaque)
+{
+	const kd_topic *t = rkt_opaque;
+	int ack, part;
+	uint32_t slot;
+	uint64_t seq;
+	unpack_opaque(msg_opaque, &ack, &part, &slot, &seq);
+	if (part == KD_PART_DEFAULT)
+		part = t->default_partitioner;
+	return partitioner_pick(part, rkt, key, keylen, partition_cnt);
+}
+
+/* --- outboxes ------------------------------------------------------------ */
+
+kd_outbox *outbox_create(kd_producers *p, uint64_t conn_id, const kd_outbox_ops *ops, void *owner)
+{
+	uint32_t slot;
+	if (p->n_free > 0) {
+		slot = p->free_list[--p->n_free];
+	} else {
+		if (p->n_slots >= KD_MAX_SLOTS)
+			return NULL;
+		if (p->n_slots == p->cap_slots) {
+			uint32_t cap = p->cap_slots ? p->cap_slots * 2 : 64;
+			kd_outbox **ns = realloc(p->slots, cap * sizeof(*ns));
+			uint32_t *nf = realloc(p->free_list, cap * sizeof(*nf));
+			if (ns)
+				p->slots = ns;
+			if (nf)
+				p->free_list = nf;
+			if (!ns || !nf)
+				return NULL;
+			p->cap_slots = cap;
+		}
+		slot = p->n_slots++;
+	}
+	kd_outbox *ob = calloc(1, sizeof(*ob));
+	if (!ob) {
+		p->free_list[p->n_free++] = slot;
+		return NULL;
+	}
+	ob->slot = slot;
+	ob->conn_id = conn_id;
+	ob->next_seq = 1;
+	ob->ops = ops;
+	ob->owner = owner;
+	p->slots[slot] = ob;
+	return ob;
+}
+
+static void free_waiters(kd_waiter *w)
+{
+	while (w) {
+		kd_waiter *n = w->next;
+		free(w);
+		w = n;
+	}
+}
+
+static void unlink_from(kd_outbox **head, kd_outbox *ob, bool dirty_list)
+{
+	for (kd_outbox **pp = head; *pp; pp = dirty_list ? &(*pp)->next_dirty : &(*pp)->next_blocked) {
+		if (*pp == ob) {
+			*pp = dirty_list ? ob->next_dirty : ob->next_blocked;
+			return;
+		}
+	}
+}
+
+static void outbox_free(kd_producers *p, kd_outbox *ob)
+{
+	p->slots[ob->slot] = NULL;
+	p->free_list[p->n_free++] = ob->slot;
+	free_waiters(ob->waiters);
+	free(ob->runs);
+	free(ob);
+}
+
+void outbox_orphan(kd_producers *p, kd_outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	if (ob->dirty) {
+		unlink_from(&p->dirty, ob, true);
+		ob->dirty = false;
+	}
+	if (ob->blocked) {
+		unlink_from(&p->blocked, ob, false);
+		ob->blocked = false;
+	}
+	ob->owner = NULL;
+	ob->ops = NULL;
+	free_waiters(ob->waiters);
+	ob->waiters = NULL;
+	ob->runs_len = 0;
+	ob->queued = 0;
+	if (ob->inflight == 0)
+		outbox_free(p, ob);
+	else
+		log_debug("connection #%llu closed with %llu messages in flight; they will still be delivered",
+			  (unsigned long long)ob->conn_id, (unsigned long long)ob->inflight);
+}
+
+void outbox_wait_room(kd_producers *p, kd_outbox *ob)
+{
+	if (ob->blocked)
+		return;
+	ob->blocked = true;
+	ob->next_blocked = p->blocked;
+	p->blocked = ob;
+}
+
+static void mark_dirty(kd_producers *p, kd_outbox *ob)
+{
+	if (ob->dirty || ob->owner == NULL)
+		return;
+	ob->dirty = true;
+	ob->next_dirty = p->dirty;
+	p->dirty = ob;
+}
+
+static bool push_run(kd_outbox *ob, uint64_t seq, int32_t partition, int64_t offset, int32_t err)
+{
+	if (ob->runs_len > 0) {
+		kd_run *last = &ob->runs[(ob->runs_head + ob->runs_len - 1) % ob->runs_cap];
+		if (last->seq + last->count == seq && last->partition == partition && last->err == err &&
+		    ((offset < 0 && last->offset < 0) || (last->offset >= 0 && last->offset + last->count == offset))) {
+			last->count++;
+			ob->queued++;
+			return true;
+		}
+	}
+	if (ob->runs_len == ob->runs_cap) {
+		uint32_t cap = ob->runs_cap ? ob->runs_cap * 2 : 16;
+		kd_run *nr = malloc(cap * sizeof(*nr));
+		if (!nr)
+			return false;
+		for (uint32_t i = 0; i < ob->runs_len; i++)
+			nr[i] = ob->runs[(ob->runs_head + i) % ob->runs_cap];
+		free(ob->runs);
+		ob->runs = nr;
+		ob->runs_cap = cap;
+		ob->runs_head = 0;
+	}
+	ob->runs[(ob->runs_head + ob->runs_len) % ob->runs_cap] =
+		(kd_run){.seq = seq, .count = 1, .partition = partition, .offset = offset < 0 ? -1 : offset, .err = err};
+	ob->runs_len++;
+	ob->queued++;
+	return true;
+}
+
+uint32_t outbox_take(kd_outbox *ob, uint64_t max, kd_run *out, uint32_t out_cap)
+{
+	uint32_t n = 0;
+	while (ob->runs_len > 0 && max > 0 && n < out_cap) {
+		kd_run *r = &ob->runs[ob->runs_head];
+		out[n] = *r;
+		if (r->count > max) {
+			out[n].count = (uint32_t)max;
+			r->seq += max;
+			if (r->offset >= 0)
+				r->offset += (int64_t)max;
+			r->count -= (uint32_t)max;
+			ob->queued -= max;
+			return n + 1;
+		}
+		max -= r->count;
+		ob->queued -= r->count;
+		ob->runs_head = (ob->runs_head + 1) % ob->runs_cap;
+		ob->runs_len--;
+		n++;
+	}
+	return n;
+}
+
+kd_waiter *outbox_add_waiter(kd_outbox *ob, uint64_t req_id, uint64_t first_seq, uint32_t count)
+{
+	kd_waiter *w = calloc(1, sizeof(*w) + (size_t)count * sizeof(kd_result));
+	if (!w)
+		return NULL;
+	w->req_id = req_id;
+	w->first_seq = first_seq;
+	w->count = count;
+	w->remaining = count;
+	kd_waiter **tail = &ob->waiters;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = w;
+	return w;
+}
+
+/* Applies one outcome to its outbox (already looked up and owned). */
+static void apply_outcome(kd_producers *p, kd_outbox *ob, int ack, uint64_t seq, int32_t partition, int64_t offset,
+			  int32_t err)
+{
+	if (ack == KD_ACK_REPORT) {
+		if (!push_run(ob, seq, partition, offset, err))
+			log_error("out of memory queueing a delivery report for connection #%llu",
+				  (unsigned long long)ob->conn_id);
+	} else if (ack == KD_ACK_WAIT) {
+		for (kd_waiter **pw = &ob->waiters; *pw; pw = &(*pw)->next) {
+			kd_waiter *w = *pw;
+			if (seq < w->first_seq || seq >= w->first_seq + w->count)
+				continue;
+			w->results[seq - w->first_seq] = (kd_result){.offset = offset, .partition = partition, .err = err};
+			if (--w->remaining == 0) {
+				*pw = w->next;
+				w->next = NULL;
+				/* the owner answers the request and frees w */
+				ob->ops->wait_done(ob->owner, w);
+			}
+			break;
+		}
+	}
+	mark_dirty(p, ob);
+}
+
+void outbox_record_failure(kd_producers *p, kd_outbox *ob, int ack, uint64_t seq, int32_t partition,
+			   rd_kafka_resp_err_t err)
+{
+	p->counters.enqueue_failed++;
+	apply_outcome(p, ob, ack, seq, partition, -1, err);
+}
+
+static void tally_undelivered(kd_producers *p, const char *topic)
+{
+	undelivered *u;
+	HASH_FIND_STR(p->tally, topic, u);
+	if (!u) {
+		u = calloc(1, sizeof(*u));
+		if (!u || !(u->topic = strdup(topic))) {
+			free(u);
+			return;
+		}
+		HASH_ADD_KEYPTR(hh, p->tally, u->topic, strlen(u->topic), u);
+	}
+	u->count++;
+}
+
+static void handle_dr_event(kd_producers *p, rd_kafka_event_t *ev)
+{
+	const rd_kafka_message_t *m;
+	/* Failures of closed connections are summarised once per event. */
+	uint64_t orphan_fail = 0;
+	rd_kafka_resp_err_t orphan_err = 0;
+	const char *orphan_topic = NULL;
+	while ((m = rd_kafka_event_message_next(ev)) != NULL) {
+		int ack, part;
+		uint32_t slot;
+		uint64_t seq;
+		unpack_opaque(m->_private, &ack, &part, &slot, &seq);
+		if (m->err) {
+			p->counters.delivery_failed++;
+			if (p->shutting_down)
+				tally_undelivered(p, rd_kafka_topic_name(m->rkt));
+		} else {
+			p->counters.delivered++;
+		}
+		kd_outbox *ob = slot < p->n_slots ? p->slots[slot] : NULL;
+		if (ob == NULL) {
+			log_error("delivery report for unknown outbox slot %u (bug)", slot);
+			continue;
+		}
+		ob->inflight--;
+		if (ack == KD_ACK_REPORT)
+			ob->inflight_reported--;
+		if (ob->owner == NULL) {
+			if (m->err) {
+				p->counters.orphan_failed++;
+				orphan_fail++;
+				orphan_err = m->err;
+				orphan_topic = rd_kafka_topic_name(m->rkt);
+			} else {
+				p->counters.orphan_delivered++;
+			}
+			if (ob->inflight == 0)
+				outbox_free(p, ob);
+			continue;
+		}
+		apply_outcome(p, ob, ack, seq, m->partition, m->offset, m->err);
+	}
+	if (orphan_fail)
+		log_warn("%llu messages of closed connections could not be delivered (last: topic %s: %s)",
+			 (unsigned long long)orphan_fail, orphan_topic, rd_kafka_err2str(orphan_err));
+}
+
+void producers_notify(kd_producers *p)
+{
+	/* changed() may enqueue more messages and touch these lists again, so
+	 * detach them first. */
+	kd_outbox *blocked = p->blocked;
+	p->blocked = NULL;
+	for (kd_outbox *ob = blocked; ob; ob = ob->next_blocked) {
+		ob->blocked = false;
+		mark_dirty(p, ob);
+	}
+	while (p->dirty) {
+		kd_outbox *ob = p->dirty;
+		p->dirty = ob->next_dirty;
+		ob->dirty = false;
+		if (ob->owner)
+			ob->ops->changed(ob->owner);
+	}
+}
+
+/* --- event serving ------------------------------------------------------- */
+
+static void serve_event(kd_cluster *c, rd_kafka_event_t *ev)
+{
+	switch (rd_kafka_event_type(ev)) {
+	case RD_KAFKA_EVENT_DR:
+		handle_dr_event(c->owner, ev);
+		break;
+	case RD_KAFKA_EVENT_STATS: {
+		const char *json = rd_kafka_event_stats(ev);
+		char *copy = json ? strdup(json) : NULL;
+		if (copy) {
+			free(c->stats_json);
+			c->stats_json = copy;
+		}
+		break;
+	}
+	case RD_KAFKA_EVENT_ERROR:
+		if (rd_kafka_event_error_is_fatal(ev))
+			log_error("cluster %s: fatal: %s", c->conf->name, rd_kafka_event_error_string(ev));
+		else
+			log_warn("cluster %s: %s", c->conf->name, rd_kafka_event_error_string(ev));
+		break;
+	default:
+		break;
+	}
+}
+
+/* Serves at most budget events; returns true when the queue may hold more. */
+static bool serve_cluster(kd_cluster *c, int budget)
+{
+	while (budget-- > 0) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(c->mainq, 0);
+		if (ev == NULL)
+			return false;
+		serve_event(c, ev);
+		rd_kafka_event_destroy(ev);
+	}
+	return rd_kafka_queue_length(c->mainq) > 0;
+}
+
+static void drain_pipe(kd_cluster *c)
+{
+	char buf[256];
+	while (read(c->pipefd[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+	kd_cluster *c = h->data;
+	bool more = serve_cluster(c, EVENTS_PER_WAKEUP);
+	producers_notify(c->owner);
+	if (!more)
+		uv_idle_stop(&c->idle);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	kd_cluster *c = h->data;
+	if (status < 0) {
+		log_error("cluster %s: event pipe: %s", c->conf->name, uv_strerror(status));
+		return;
+	}
+	drain_pipe(c);
+	bool more = serve_cluster(c, EVENTS_PER_WAKEUP);
+	producers_notify(c->owner);
+	if (more)
+		uv_idle_start(&c->idle, on_idle);
+}
+
+void producers_drain(kd_producers *p)
+{
+	for (size_t i = 0; i < p->n_clusters; i++) {
+		drain_pipe(&p->clusters[i]);
+		while (serve_cluster(&p->clusters[i], 1 << 20))
+			;
+	}
+	producers_notify(p);
+}
+
+/* --- setup --------------------------------------------------------------- */
+
+static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value, const char *cluster, char *err,
+		    size_t errlen)
+{
+	char errstr[512];
+	if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "cluster %s: %s: %s", cluster, key, errstr);
+		return -1;
+	}
+	return 0;
+}
+
+static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *cc, char *err, size_t errlen)
+{
+	c->owner = p;
+	c->conf = cc;
+	c->pipefd[0] = c->pipefd[1] = -1;
+	c->default_partitioner = KD_PART_CONSISTENT_RANDOM;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	/* kafkad's defaults; any of them can be overridden in the cluster section. */
+	static const char *const defaults[][2] = {
+		{"client.id", "kafkad"},
+		{"queue.buffering.max.messages", "1000000"},
+		{"queue.buffering.max.kbytes", "1048576"},
+		{"linger.ms", "5"},
+		{"statistics.interval.ms", "10000"},
+		{"topic.metadata.propagation.max.ms", "5000"},
+	};
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		if (set_prop(conf, defaults[i][0], defaults[i][1], cc->name, err, errlen))
+			goto fail_conf;
+	if (strcmp(cc->bootstrap, "mock") == 0) {
+		if (set_prop(conf, "test.mock.num.brokers", "3", cc->name, err, errlen))
+			goto fail_conf;
+	} else if (set_prop(conf, "bootstrap.servers", cc->bootstrap, cc->name, err, errlen)) {
+		goto fail_conf;
+	}
+	for (const kd_prop *pr = cc->props; pr; pr = pr->next) {
+		if (strcmp(pr->key, "partitioner") == 0) {
+			c->default_partitioner = partitioner_parse(pr->value);
+			continue;
+		}
+		if (set_prop(conf, pr->key, pr->value, cc->name, err, errlen))
+			goto fail_conf;
+	}
+	rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_STATS | RD_KAFKA_EVENT_ERROR);
+	char errstr[512];
+	c->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!c->rk) {
+		snprintf(err, errlen, "cluster %s: cannot create producer: %s", cc->name, errstr);
+		goto fail_conf;
+	}
+	conf = NULL; /* owned by rk now */
+	if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "cluster %s: pipe: %s", cc->name, strerror(errno));
+		return -1;
+	}
+	c->mainq = rd_kafka_queue_get_main(c->rk);
+	rd_kafka_queue_io_event_enable(c->mainq, c->pipefd[1], "1", 1);
+	int r = uv_poll_init(p->loop, &c->poll, c->pipefd[0]);
+	if (r == 0)
+		r = uv_idle_init(p->loop, &c->idle);
+	if (r != 0) {
+		snprintf(err, errlen, "cluster %s: event watcher: %s", cc->name, uv_strerror(r));
+		return -1;
+	}
+	c->handles_open = true;
+	c->poll.data = c;
+	c->idle.data = c;
+	uv_poll_start(&c->poll, UV_READABLE, on_poll);
+	return 0;
+fail_conf:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	return -1;
+}
+
+kd_producers *producers_create(uv_loop_t *loop, const kd_config *cfg, char *err, size_t errlen)
+{
+	kd_producers *p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->loop = loop;
+	p->cfg = cfg;
+	for (const kd_cluster_conf *cc = cfg->clusters; cc; cc = cc->next)
+		p->n_clusters++;
+	p->clusters = calloc(p->n_clusters, sizeof(*p->clusters));
+	if (!p->clusters) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	size_t i = 0;
+	for (const kd_cluster_conf *cc = cfg->clusters; cc; cc = cc->next, i++) {
+		if (cluster_init(p, &p->clusters[i], cc, err, errlen) != 0) {
+			p->n_clusters = i + 1;
+			producers_close_handles(p);
+			producers_destroy(p); /* handles not yet started on a loop run: safe */
+			return NULL;
+		}
+	}
+	return p;
+}
+
+size_t producers_count(kd_producers *p) { return p->n_clusters; }
+kd_cluster *producers_cluster_at(kd_producers *p, size_t i) { return i < p->n_clusters ? &p->clusters[i] : NULL; }
+const kd_producer_counters *producers_counters(kd_producers *p) { return &p->counters; }
+
+kd_cluster *producers_cluster(kd_producers *p, const char *name, uint32_t len)
+{
+	if (len == 0) {
+		name = p->cfg->default_cluster;
+		len = (uint32_t)strlen(name);
+	}
+	for (size_t i = 0; i < p->n_clusters; i++)
+		if (strlen(p->clusters[i].conf->name) == len && memcmp(p->clusters[i].conf->name, name, len) == 0)
+			return &p->clusters[i];
+	return NULL;
+}
+
+int producers_outq_len(kd_producers *p)
+{
+	int n = 0;
+	for (size_t i = 0; i < p->n_clusters; i++)
+		if (p->clusters[i].rk)
+			n += rd_kafka_outq_len(p->clusters[i].rk);
+	return n;
+}
+
+void producers_purge(kd_producers *p)
+{
+	for (size_t i = 0; i < p->n_clusters; i++)
+		if (p->clusters[i].rk)
+			rd_kafka_purge(p->clusters[i].rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+}
+
+void producers_begin_shutdown(kd_producers *p) { p->shutting_down = true; }
+
+uint64_t producers_log_undelivered(kd_producers *p)
+{
+	uint64_t total = 0;
+	undelivered *u, *tmp;
+	HASH_ITER(hh, p->tally, u, tmp) {
+		log_error("shutdown: %llu messages to topic %s could not be delivered", (unsigned long long)u->count,
+			  u->topic);
+		total += u->count;
+	}
+	return total;
+}
+
+const char *cluster_name(const kd_cluster *c) { return c->conf->name; }
+const char *cluster_bootstrap(const kd_cluster *c) { return c->conf->bootstrap; }
+rd_kafka_t *cluster_rk(kd_cluster *c) { return c->rk; }
+const char *cluster_stats_json(const kd_cluster *c) { return c->stats_json; }
+
+static bool valid_topic(const char *s, uint32_t len)
+{
+	if (len == 0 || len > 249)
+		return false;
+	for (uint32_t i = 0; i < len; i++) {
+		char ch = s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '_' || ch == '-'))
+			return false;
+	}
+	return !(len == 1 && s[0] == '.') && !(len == 2 && s[0] == '.' && s[1] == '.');
+}
+
+kd_topic *cluster_topic(kd_cluster *c, const char *name, uint32_t len)
+{
+	if (!valid_topic(name, len))
+		return NULL;
+	kd_topic *t;
+	HASH_FIND(hh, c->topics, name, len, t);
+	if (t)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (!t || !(t->name = strndup(name, len))) {
+		free(t);
+		return NULL;
+	}
+	t->default_partitioner = c->default_partitioner;
+	t->rk = c->rk;
+	rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(c->rk);
+	if (!tc)
+		tc = rd_kafka_topic_conf_new();
+	const kd_topic_conf *tconf = config_topic(c->conf, t->name);
+	char errstr[512];
+	for (const kd_prop *pr = tconf ? tconf->props : NULL; pr; pr = pr->next) {
+		if (strcmp(pr->key, "partitioner") == 0) {
+			t->default_partitioner = partitioner_parse(pr->value);
+			continue;
+		}
+		/* validated at config load; a failure here is only logged */
+		if (rd_kafka_topic_conf_set(tc, pr->key, pr->value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+			log_warn("topic %s: %s: %s", t->name, pr->key, errstr);
+	}
+	rd_kafka_topic_conf_set_partitioner_cb(tc, partitioner_cb);
+	rd_kafka_topic_conf_set_opaque(tc, t);
+	t->rkt = rd_kafka_topic_new(c->rk, t->name, tc);
+	if (!t->rkt) {
+		log_error("topic %s: %s", t->name, rd_kafka_err2str(rd_kafka_last_error()));
+		free(t->name);
+		free(t);
+		return NULL;
+	}
+	HASH_ADD_KEYPTR(hh, c->topics, t->name, len, t);
+	return t;
+}
+
+rd_kafka_resp_err_t producer_send(kd_producers *p, kd_topic *t, kd_outbox *ob, int ack, int partitioner,
+				  uint64_t seq, const kd_message *m)
+{
+	(void)p;
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+		t->rk, RD_KAFKA_V_RKT(t->rkt), RD_KAFKA_V_PARTITION(m->partition),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
+		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_TIMESTAMP(m->timestamp),
+		RD_KAFKA_V_HEADERS(m->headers), RD_KAFKA_V_OPAQUE(pack_opaque(ack, partitioner, ob->slot, seq)),
+		RD_KAFKA_V_END);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		ob->inflight++;
+		if (ack == KD_ACK_REPORT)
+			ob->inflight_reported++;
+		p->counters.produced++;
+	}
+	return err;
+}
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+void producers_close_handles(kd_producers *p)
+{
+	for (size_t i = 0; i < p->n_clusters; i++) {
+		kd_cluster *c = &p->clusters[i];
+		if (!c->handles_open)
+			continue;
+		c->handles_open = false;
+		uv_close((uv_handle_t *)&c->poll, on_handle_closed);
+		uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+	}
+}
+
+void producers_destroy(kd_producers *p)
+{
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->n_clusters; i++) {
+		kd_cluster *c = &p->clusters[i];
+		kd_topic *t, *tmp;
+		HASH_ITER(hh, c->topics, t, tmp) {
+			HASH_DEL(c->topics, t);
+			rd_kafka_topic_destroy(t->rkt);
+			free(t->name);
+			free(t);
+		}
+		if (c->mainq) {
+			rd_kafka_queue_io_event_enable(c->mainq, -1, NULL, 0);
+			rd_kafka_queue_destroy(c->mainq);
+		}
+		if (c->rk)
+			rd_kafka_destroy(c->rk);
+		for (int j = 0; j < 2; j++)
+			if (c->pipefd[j] >= 0)
+				close(c->pipefd[j]);
+		free(c->stats_json);
+	}
+	for (uint32_t s = 0; s < p->n_slots; s++)
+		if (p->slots[s]) {
+			free_waiters(p->slots[s]->waiters);
+			free(p->slots[s]->runs);
+			free(p->slots[s]);
+		}
+	undelivered *u, *tmp;
+	HASH_ITER(hh, p->tally, u, tmp) {
+		HASH_DEL(p->tally, u);
+		free(u->topic);
+		free(u);
+	}
+	free(p->slots);
+	free(p->free_list);
+	free(p->clusters);
+	free(p);
+}
