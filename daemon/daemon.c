@@ -150,6 +150,7 @@ static void finish_shutdown(kd_daemon *d)
 	HASH_ITER(hh, d->sessions, s, tmp) {
 		session_close(s);
 	}
+	session_abandon_draining(d);
 	producers_close_handles(d->producers);
 }
 

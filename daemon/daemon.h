@@ -29,6 +29,7 @@ typedef struct kd_daemon {
 	kd_session *sessions; /* uthash by id */
 	uint64_t next_session_id;
 	uint32_t n_sessions;
+	kd_session *draining; /* closed connections whose held produce still enqueues */
 	uint32_t background_jobs; /* thread-pool work in flight */
 	kd_daemon_counters counters;
 	uint64_t start_ms;

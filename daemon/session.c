@@ -41,14 +41,46 @@ static const kd_outbox_ops session_outbox_ops = {
 	.wait_done = outbox_wait_done,
 };
 
-static void on_handle_closed(uv_handle_t *h)
+static void session_free(kd_session *s)
 {
-	kd_session *s = h->data;
-	if (--s->open_handles > 0)
-		return;
 	free(s->rbuf);
 	msgpack_zone_destroy(&s->zone);
 	free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	kd_session *s = h->data;
+	/* a closed connection with a held produce lives on until it is enqueued */
+	if (--s->open_handles > 0 || s->held)
+		return;
+	session_free(s);
+}
+
+static void release_outbox(kd_session *s)
+{
+	if (!s->ob)
+		return;
+	if (s->ob->inflight)
+		log_info("connection #%llu closed with %llu messages in flight (they are still delivered)",
+			 (unsigned long long)s->id, (unsigned long long)s->ob->inflight);
+	outbox_orphan(s->d->producers, s->ob);
+	s->ob = NULL;
+}
+
+/* A closed connection's held produce finished: let the session go. */
+static void finish_draining(kd_session *s)
+{
+	kd_daemon *d = s->d;
+	for (kd_session **pp = &d->draining; *pp; pp = &(*pp)->next_draining) {
+		if (*pp == s) {
+			*pp = s->next_draining;
+			break;
+		}
+	}
+	release_outbox(s);
+	if (s->open_handles == 0)
+		session_free(s);
 }
 
 void session_close(kd_session *s)
@@ -59,17 +91,31 @@ void session_close(kd_session *s)
 	kd_daemon *d = s->d;
 	HASH_DEL(d->sessions, s);
 	d->n_sessions--;
-	if (s->ob) {
-		if (s->ob->inflight)
-			log_info("connection #%llu closed with %llu messages in flight (they are still delivered)",
-				 (unsigned long long)s->id, (unsigned long long)s->ob->inflight);
-		outbox_orphan(d->producers, s->ob);
-		s->ob = NULL;
+	if (s->held) {
+		/* Every message of a fully received request is delivered, even if
+		 * its sender is gone: keep the outbox until the rest is enqueued. */
+		log_info("connection #%llu closed with a held produce request (%u messages not yet enqueued); "
+			 "enqueueing them as room appears",
+			 (unsigned long long)s->id, s->held->count - s->held->cursor);
+		s->next_draining = d->draining;
+		d->draining = s;
+	} else {
+		release_outbox(s);
 	}
-	ops_release_held(s);
 	uv_close((uv_handle_t *)&s->pipe, on_handle_closed);
 	uv_close((uv_handle_t *)&s->poll_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&s->flush_timer, on_handle_closed);
+}
+
+void session_abandon_draining(kd_daemon *d)
+{
+	while (d->draining) {
+		kd_session *s = d->draining;
+		log_error("shutdown: %u messages of a closed connection's held produce request were never enqueued",
+			  s->held->count - s->held->cursor);
+		ops_release_held(s);
+		finish_draining(s);
+	}
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -328,6 +374,7 @@ static void session_process_input(kd_session *s)
 	if (s->processing)
 		return;
 	s->processing = true;
+again:;
 	size_t off = 0;
 	const uint32_t max_frame = s->d->cfg->max_frame;
 	while (!s->closing && !s->close_after_write) {
@@ -373,18 +420,29 @@ static void session_process_input(kd_session *s)
 		s->rbuf = NULL;
 		s->rcap = 0;
 	}
-	s->processing = false;
 	if (s->recheck) {
 		s->recheck = false;
 		ops_session_changed(s);
 	}
+	if (s->produce_blocked && !s->held && !s->closing) {
+		/* the held request finished while we were busy: go on */
+		s->produce_blocked = false;
+		goto again;
+	}
+	s->processing = false;
 	update_reading(s);
 }
 
 void session_changed(kd_session *s)
 {
-	if (s->closing)
+	if (s->closing) {
+		if (s->held) {
+			ops_session_changed(s);
+			if (!s->held)
+				finish_draining(s);
+		}
 		return;
+	}
 	if (s->processing) {
 		s->recheck = true;
 		return;

@@ -55,6 +55,7 @@ struct kd_session {
 
 	kd_outbox *ob;
 	kd_held_produce *held;
+	kd_session *next_draining; /* closed, held produce still enqueueing */
 
 	bool poll_parked;
 	uint64_t poll_id;
@@ -67,6 +68,9 @@ struct kd_session {
 int session_accept(kd_daemon *d, uv_stream_t *server);
 /* Closes the connection; the session frees itself in its close callbacks. */
 void session_close(kd_session *s);
+
+/* Shutdown: drops the held produces of closed connections (logged). */
+void session_abandon_draining(kd_daemon *d);
 
 /* Sends a finished frame (takes ownership of buf, a malloc'd block). */
 void session_send(kd_session *s, char *buf, size_t len);
