@@ -58,7 +58,11 @@ def test_batching_linger_and_callbacks(fake):
         c = await AsyncClient.connect(fake.socket_path, batch_messages=10, linger_ms=20, on_delivery=got.append)
         for i in range(25):
             await c.produce("t", b"x")
-        reqs = [a for (_i, op, a) in fake.requests if op == "produce"]
+        for _ in range(100):
+            reqs = [a for (_i, op, a) in fake.requests if op == "produce"]
+            if len(reqs) == 2:
+                break
+            await asyncio.sleep(0.01)
         assert [len(a["messages"]) for a in reqs] == [10, 10]
         await asyncio.sleep(0.2)  # linger sends the last 5
         reqs = [a for (_i, op, a) in fake.requests if op == "produce"]

@@ -30,6 +30,16 @@ def produce_requests(fake):
     return [a for (_i, op, a) in fake.requests if op == "produce"]
 
 
+def eventually(fn, expected, timeout=3.0):
+    """fn() once it equals expected (the fake reads requests on its own thread)."""
+    deadline = time.time() + timeout
+    while True:
+        got = fn()
+        if got == expected or time.time() > deadline:
+            return got
+        time.sleep(0.005)
+
+
 def test_socket_path_resolution(monkeypatch):
     monkeypatch.delenv("KAFKAD_SOCKET", raising=False)
     assert kafkad.default_socket_path() == "/run/kafkad/kafkad.sock"
@@ -79,7 +89,7 @@ def test_batch_size_triggers_send(fake):
     with kafkad.Client(fake.socket_path, batch_messages=10, linger_ms=10000) as c:
         for i in range(35):
             c.produce("t", b"x")
-        assert [len(a["messages"]) for a in produce_requests(fake)] == [10, 10, 10]
+        assert eventually(lambda: [len(a["messages"]) for a in produce_requests(fake)], [10, 10, 10]) == [10, 10, 10]
         c.flush()
         assert [len(a["messages"]) for a in produce_requests(fake)] == [10, 10, 10, 5]
 
@@ -88,7 +98,7 @@ def test_batch_bytes_trigger(fake):
     with kafkad.Client(fake.socket_path, batch_bytes=1000, linger_ms=10000) as c:
         for i in range(5):
             c.produce("t", b"x" * 400)
-        assert [len(a["messages"]) for a in produce_requests(fake)] == [3]
+        assert eventually(lambda: [len(a["messages"]) for a in produce_requests(fake)], [3]) == [3]
 
 
 def test_linger_sends_without_any_call(fake):
@@ -200,6 +210,7 @@ def test_poll_waits_for_reports(fake):
     with kafkad.Client(fake.socket_path, on_delivery=got.append, linger_ms=1) as c:
         c.produce("t", b"x")
         assert c.poll(0.05) == 0
+        assert fake.wait_produced(1)
         threading.Timer(0.1, fake.deliver).start()
         t0 = time.time()
         n = 0
@@ -216,6 +227,7 @@ def test_poll_reports_timeout_and_pending(fake):
         assert c.poll_reports(timeout=0.1) == []
         assert 0.09 <= time.time() - t0 < 2
         assert c.in_flight == 1
+        assert fake.wait_produced(1)
         fake.fail_pending()
         reps = c.poll_reports(timeout=2)
         assert len(reps) == 1 and reps[0].error.name == "_MSG_TIMED_OUT" and reps[0].error.retriable
@@ -435,3 +447,20 @@ def test_out_of_order_responses_and_unknown_ids():
         c.close()
     finally:
         srv.close()
+
+
+def test_poll_reports_error_is_retried(fake):
+    # a second parked poll_reports gets INVALID_STATE from the daemon; the
+    # client must back off and re-arm, not stall until its deadline
+    fake.auto_deliver = False
+    with kafkad.Client(fake.socket_path) as c:
+        c.produce("t", b"x")
+        c.poll_reports(timeout=0.05)  # sends the batch, parks a poll at the fake
+        assert fake.wait_produced(1)
+        with c._lock:
+            c._poll_req = None  # forget it: the next arm collides with the parked one
+            c._maybe_arm()
+        t0 = time.time()
+        threading.Timer(0.2, fake.deliver).start()
+        reps = c.poll_reports(timeout=3)
+        assert len(reps) == 1 and time.time() - t0 < 2

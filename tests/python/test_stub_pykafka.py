@@ -296,6 +296,7 @@ def test_delivery_report_failure(fake):
     fake.auto_deliver = False
     p = t.get_producer(delivery_reports=True, linger_ms=0)
     m = p.produce(b"doomed")
+    assert fake.wait_produced(1)
     fake.fail_pending()
     msg, exc = p.get_delivery_report(timeout=5)
     assert msg is m and isinstance(exc, PE.RdKafkaException) and exc.args[0] == -192
@@ -359,6 +360,7 @@ def test_queue_full_without_blocking(fake):
         p.produce(b"x")
     with pytest.raises(PE.ProducerQueueFullError):
         p.produce(b"one too many")
+    assert fake.wait_produced(3)
     fake.deliver()
     p.stop()
 

@@ -345,6 +345,9 @@ class Client(Session):
                 self._maybe_arm()
                 continue
             self._maybe_arm()
+            if self._needs_poll():  # backing off after a poll_reports error: wake up to retry
+                retry = max(0.001, self._poll_retry_at - time.monotonic())
+                remaining = retry if remaining is None else min(remaining, retry)
             self._reader = True
             self._lock.release()
             try:

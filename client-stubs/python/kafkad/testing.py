@@ -180,6 +180,17 @@ class FakeDaemon:
                     out.extend(msgs)
             return out
 
+    def wait_produced(self, n: int, timeout: float = 5.0) -> bool:
+        """Wait until the fake has received ``n`` messages in total (it reads
+        requests on its own threads, so a client's send is not yet a receipt)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.counters["produced"] >= n:
+                    return True
+            time.sleep(0.002)
+        return False
+
     def deliver(self) -> None:
         """Deliver every undelivered message."""
         with self.lock:
