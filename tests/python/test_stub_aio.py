@@ -111,3 +111,21 @@ def test_max_pending_and_connection_loss():
 
     with FakeDaemon(topics={"t": 2}, max_pending=50, piggyback=False) as f:
         run(main(f))
+
+
+def test_produce_batch_spanning_several_batches_keeps_seqs(fake):
+    async def main():
+        async with await AsyncClient.connect(fake.socket_path, batch_messages=100, linger_ms=10000) as c:
+            seq_value = {}
+            for b in range(0, 1000, 250):
+                res = await c.produce_batch("t", [{"value": b"%d" % i} for i in range(b, b + 250)])
+                for j in range(250):
+                    seq_value[res.seq + j] = b"%d" % (b + j)
+            assert await c.flush() == 0
+            return seq_value, await c.poll_reports(max=10000)
+
+    seq_value, reps = run(main())
+    assert sorted(r.seq for r in reps) == sorted(seq_value)
+    stored = {(m.partition, m.offset): m.value for m in fake.messages("t")}
+    for r in reps:
+        assert stored[(r.partition, r.offset)] == seq_value[r.seq]

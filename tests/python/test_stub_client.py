@@ -464,3 +464,21 @@ def test_poll_reports_error_is_retried(fake):
         threading.Timer(0.2, fake.deliver).start()
         reps = c.poll_reports(timeout=3)
         assert len(reps) == 1 and time.time() - t0 < 2
+
+
+def test_produce_batch_spanning_several_batches_keeps_seqs(fake):
+    # regression: a produce_batch larger than the batch size, mixed with
+    # produce(), must still give every seq exactly one report, for its message
+    with kafkad.Client(fake.socket_path, batch_messages=100, linger_ms=10000) as c:
+        seq_value = {}
+        for b in range(0, 1000, 250):
+            res = c.produce_batch("t", [{"value": b"%d" % i, "key": b"k%d" % (i % 7)} for i in range(b, b + 250)])
+            for j in range(250):
+                seq_value[res.seq + j] = b"%d" % (b + j)
+            seq_value[c.produce("t", b"single-%d" % b)] = b"single-%d" % b
+        assert c.flush() == 0
+        reps = c.poll_reports(max=10000)
+    assert sorted(r.seq for r in reps) == sorted(seq_value)
+    stored = {(m.partition, m.offset): m.value for m in fake.messages("t")}
+    for r in reps:
+        assert stored[(r.partition, r.offset)] == seq_value[r.seq]

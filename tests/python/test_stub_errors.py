@@ -26,6 +26,9 @@ PROTOCOL = [
     (10, "NOT_SUPPORTED", E.NotSupported),
     (11, "INTERNAL", E.InternalError),
     (12, "TOO_LARGE", E.TooLarge),
+    (13, "UNKNOWN_HANDLE", E.UnknownHandle),
+    (14, "NOT_OWNER", E.NotOwner),
+    (15, "NOT_ASSIGNED", E.NotAssigned),
 ]
 
 

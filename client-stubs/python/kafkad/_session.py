@@ -88,6 +88,37 @@ class Req:
         return self.result
 
 
+class Calls:
+    """Delivery callbacks to run outside the lock: either one callback for a
+    list of reports, or explicit (callback, report) pairs."""
+
+    __slots__ = ("cb", "reports", "pairs")
+
+    def __init__(
+        self,
+        cb: Optional[DeliveryCallback] = None,
+        reports: Optional[List[DeliveryReport]] = None,
+        pairs: Optional[List[Tuple[DeliveryCallback, DeliveryReport]]] = None,
+    ) -> None:
+        self.cb = cb
+        self.reports = reports or []
+        self.pairs = pairs or []
+
+    def __len__(self) -> int:
+        return len(self.pairs) + (len(self.reports) if self.cb is not None else 0)
+
+    def run(self) -> None:
+        cb = self.cb
+        if cb is not None:
+            for r in self.reports:
+                cb(r)
+        for c, r in self.pairs:
+            c(r)
+
+
+_NO_CALLS = Calls()
+
+
 class Session:
     """I/O-free protocol state; see the module docstring."""
 
@@ -448,16 +479,16 @@ class Session:
                 runs.popleft()
         return out
 
-    def _take_for_callbacks(self) -> List[Tuple[DeliveryCallback, DeliveryReport]]:
+    def _take_for_callbacks(self) -> Calls:
         if not self._runs or (self.on_delivery is None and not self._callbacks):
-            return []
+            return _NO_CALLS
         reports = self._take(1 << 62)
         cbs = self._callbacks
         glob = self.on_delivery
         if glob is not None:
             if cbs:
-                return [(cbs.pop(r.seq, glob), r) for r in reports]
-            return [(glob, r) for r in reports]
+                return Calls(pairs=[(cbs.pop(r.seq, glob), r) for r in reports])
+            return Calls(glob, reports)
         out: List[Tuple[DeliveryCallback, DeliveryReport]] = []
         keep: List[DeliveryReport] = []
         for r in reports:
@@ -468,9 +499,9 @@ class Session:
                 out.append((cb, r))
         if keep:
             self._runs.extendleft(reversed(compress_reports(keep)))
-        return out
+        return Calls(pairs=out)
 
-    def _take_with_own_callbacks(self, limit: int) -> Tuple[List[DeliveryReport], List[Tuple[DeliveryCallback, DeliveryReport]]]:
+    def _take_with_own_callbacks(self, limit: int) -> Tuple[List[DeliveryReport], Calls]:
         reports = self._take(limit)
         cbs: List[Tuple[DeliveryCallback, DeliveryReport]] = []
         if self._callbacks:
@@ -478,9 +509,9 @@ class Session:
                 cb = self._callbacks.pop(r.seq, None)
                 if cb is not None:
                     cbs.append((cb, r))
-        return reports, cbs
+        return reports, Calls(pairs=cbs)
 
-    def _take_discard(self, on_error: Optional[DeliveryCallback]) -> Tuple[int, List[Tuple[DeliveryCallback, DeliveryReport]]]:
+    def _take_discard(self, on_error: Optional[DeliveryCallback]) -> Tuple[int, Calls]:
         runs = list(self._runs)
         self._runs.clear()
         cbs: List[Tuple[DeliveryCallback, DeliveryReport]] = []
@@ -494,12 +525,11 @@ class Session:
                         cbs.append((cb, r))
                     elif r.error is not None and on_error is not None:
                         cbs.append((on_error, r))
-        return n, cbs
+        return n, Calls(pairs=cbs)
 
     @staticmethod
-    def _run_callbacks(cbs: List[Tuple[DeliveryCallback, DeliveryReport]]) -> None:
-        for cb, r in cbs:
-            cb(r)
+    def _run_callbacks(calls: Calls) -> None:
+        calls.run()
 
     # ------------------------------------------------------------------
     # introspection

@@ -361,16 +361,17 @@ class AsyncClient(Session):
             return await self._produce_wait(elems, topic, partitioner, cluster, timeout)
         if topic != self._btopic or ack != self._back or partitioner != self._bpart or cluster != self._bcluster:
             await self._new_batch(topic, ack, partitioner, cluster)
-        first = self._next_seq if ack is REPORT else 0
-        if ack is REPORT:
-            self._next_seq += len(elems)
-            if on_delivery is not None:
-                for s in range(first, first + len(elems)):
-                    self._callbacks[s] = on_delivery
+        report = ack is REPORT
+        first = self._next_seq if report else 0
+        if report and on_delivery is not None:
+            for s in range(first, first + len(elems)):
+                self._callbacks[s] = on_delivery
         i = 0
         while i < len(elems):
             chunk = elems[i : i + self._batch_n - len(self._buf)]
             self._buf.extend(chunk)
+            if report:  # the batch's seqs end at _next_seq - 1 (see Session._detach)
+                self._next_seq += len(chunk)
             i += len(chunk)
             if len(self._buf) >= self._batch_n:
                 await self._send_buffer()

@@ -591,12 +591,11 @@ class Client(Session):
         with self._lock:
             if topic != self._btopic or ack != self._back or partitioner != self._bpart or cluster != self._bcluster:
                 self._new_batch(topic, ack, partitioner, cluster)
-            first = self._next_seq if ack is REPORT else 0
-            if ack is REPORT:
-                self._next_seq += len(elems)
-                if on_delivery is not None:
-                    for s in range(first, first + len(elems)):
-                        self._callbacks[s] = on_delivery
+            report = ack is REPORT
+            first = self._next_seq if report else 0
+            if report and on_delivery is not None:
+                for s in range(first, first + len(elems)):
+                    self._callbacks[s] = on_delivery
             per = size / max(1, len(elems))
             i = 0
             while i < len(elems):
@@ -604,6 +603,8 @@ class Client(Session):
                 if not self._buf:
                     self._bt0 = time.monotonic()
                 self._buf.extend(chunk)
+                if report:  # the batch's seqs end at _next_seq - 1 (see Session._detach)
+                    self._next_seq += len(chunk)
                 self._bbytes += int(per * len(chunk))
                 i += len(chunk)
                 if len(self._buf) >= self._batch_n or self._bbytes >= self._batch_bytes:
@@ -629,6 +630,16 @@ class Client(Session):
         none yet.  Returns the number of callbacks called.  Reports for which
         no callback applies stay queued for :meth:`poll_reports`.
         """
+        if timeout <= 0:
+            # cheap exit for poll(0) after every produce(): read recently, no
+            # batch overdue, no report a callback wants (unlocked reads are a hint)
+            now = time.monotonic()
+            if (
+                now - self._last_read < 0.001
+                and not (self._buf and now - self._bt0 >= self._linger)
+                and (not self._runs or (self.on_delivery is None and not self._callbacks))
+            ):
+                return 0
         with self._lock:
             if not self._closed:
                 now = time.monotonic()

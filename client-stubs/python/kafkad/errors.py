@@ -25,6 +25,9 @@ __all__ = [
     "NotSupported",
     "InternalError",
     "TooLarge",
+    "UnknownHandle",
+    "NotOwner",
+    "NotAssigned",
     "KafkaError",
     "ConnectionLost",
     "ProtocolViolation",
@@ -168,6 +171,27 @@ class TooLarge(KafkadError):
     name = "TOO_LARGE"
 
 
+class UnknownHandle(KafkadError):
+    """No open consumer has this handle."""
+
+    code = 13
+    name = "UNKNOWN_HANDLE"
+
+
+class NotOwner(KafkadError):
+    """The consumer handle belongs to another connection."""
+
+    code = 14
+    name = "NOT_OWNER"
+
+
+class NotAssigned(KafkadError):
+    """The partition is not leased to this connection (any more)."""
+
+    code = 15
+    name = "NOT_ASSIGNED"
+
+
 class KafkaError(KafkadError):
     """An error from Kafka or librdkafka (protocol codes ``10000 + k``).
 
@@ -217,6 +241,9 @@ _BY_CODE: Dict[int, Type[KafkadError]] = {
         NotSupported,
         InternalError,
         TooLarge,
+        UnknownHandle,
+        NotOwner,
+        NotAssigned,
     )
 }
 
