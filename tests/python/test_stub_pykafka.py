@@ -371,3 +371,23 @@ def test_argument_validation(fake):
         t.get_producer(min_queued_messages=0)
     with pytest.raises(TypeError):
         t.get_producer(linger_ms="5")
+
+
+def test_producer_reconnects_after_connection_loss(fake):
+    t = KafkaClient().topics[b"topicname"]
+    p = t.get_producer(delivery_reports=True, linger_ms=0)
+    fake.auto_deliver = False
+    lost = p.produce(b"outcome unknown")
+    assert fake.wait_produced(1)
+    fake.kill_connections()
+    for _ in range(200):  # the producer notices on its next read
+        p._client.poll(0.01)
+        if p._client.closed:
+            break
+    fake.auto_deliver = True
+    m = p.produce(b"after the restart")  # reconnects
+    msg, exc = p.get_delivery_report(timeout=5)
+    assert msg is lost and isinstance(exc, PE.SocketDisconnectedError)
+    msg, exc = p.get_delivery_report(timeout=5)
+    assert msg is m and exc is None
+    p.stop()

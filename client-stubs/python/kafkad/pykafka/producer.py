@@ -199,7 +199,12 @@ class Producer:
         with self._state_lock:
             if self._running:
                 return
-            self._client = Client(
+            self._client = self._new_client()
+            self._running = True
+
+    def _new_client(self) -> Client:
+        try:
+            return Client(
                 self._cluster.socket_path,
                 cluster=self._cluster.cluster_name,
                 timeout=self._cluster._timeout,
@@ -207,7 +212,21 @@ class Producer:
                 batch_bytes=max(self._max_request_size, 1 << 16),
                 linger_ms=self._linger_ms,
             )
-            self._running = True
+        except KafkadError as e:
+            raise from_kafkad(e) from e
+
+    def _reconnect(self, dead: Client) -> Client:
+        """Replace a dead connection (daemon restarted...).  Messages whose
+        outcome the old one never learnt get their report (with
+        ``SocketDisconnectedError``) first."""
+        with self._state_lock:
+            if self._client is dead and self._running:
+                dead.poll(0)
+                dead.discard_reports(_log_failure)
+                log.warning("Producer reconnecting to kafkad at %s", self._cluster.socket_path)
+                self._client = self._new_client()
+            assert self._client is not None
+            return self._client
 
     def stop(self) -> None:
         """Send what is queued, wait (up to ``pending_timeout_ms``) for the
@@ -290,6 +309,8 @@ class Producer:
         ts = int(msg.timestamp) if msg.timestamp else None
         client = self._client
         assert client is not None
+        if client.closed and self._running:
+            client = self._reconnect(client)
         try:
             if self._synchronous:
                 md = client.produce(

@@ -1,0 +1,51 @@
+"""Python client stub for kafkad, the per-host Kafka sidecar daemon.
+
+>>> from kafkad import Client
+>>> with Client() as c:                      # $KAFKAD_SOCKET or /run/kafkad/kafkad.sock
+...     seq = c.produce("events", b"hello")  # batched, returns at once
+...     c.flush()                            # wait for the outcomes
+...     reports = c.poll_reports()
+
+``kafkad.aio.AsyncClient`` is the asyncio flavour; ``kafkad.pykafka`` is a
+PyKafka-compatible layer.
+"""
+
+from .client import DEFAULT_SOCKET, Client, DeliveryCallback, default_socket_path
+from .errors import (
+    ConnectionLost,
+    KafkadError,
+    KafkaError,
+    error_from_map,
+)
+from .types import (
+    BrokerMetadata,
+    ClusterMetadata,
+    DeliveryReport,
+    HelloInfo,
+    PartitionMetadata,
+    ProduceResult,
+    RecordMetadata,
+    TopicMetadata,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "DEFAULT_SOCKET",
+    "DeliveryCallback",
+    "default_socket_path",
+    "KafkadError",
+    "KafkaError",
+    "ConnectionLost",
+    "error_from_map",
+    "DeliveryReport",
+    "RecordMetadata",
+    "ProduceResult",
+    "HelloInfo",
+    "ClusterMetadata",
+    "BrokerMetadata",
+    "TopicMetadata",
+    "PartitionMetadata",
+    "__version__",
+]
