@@ -24,6 +24,7 @@ void config_defaults(kd_config *cfg)
 	cfg->max_parked = 1024;
 	cfg->write_high_water = 8u << 20;
 	cfg->shutdown_timeout_ms = 10000;
+	cfg->consumer_linger_ms = 10000;
 }
 
 static void free_props(kd_prop *p)
@@ -217,6 +218,7 @@ static int daemon_key(struct parse_state *ps, const char *key, const char *value
 		{"max_parked", 1, 1000000, offsetof(kd_config, max_parked), 0},
 		{"write_high_water", 65536, 1u << 30, offsetof(kd_config, write_high_water), 1},
 		{"shutdown_timeout_ms", 0, 3600000, offsetof(kd_config, shutdown_timeout_ms), 0},
+		{"consumer_linger_ms", 0, 86400000, offsetof(kd_config, consumer_linger_ms), 0},
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
 		if (strcmp(key, nums[i].key) != 0)

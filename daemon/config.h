@@ -49,6 +49,7 @@ typedef struct kd_config {
 	uint32_t max_parked;
 	size_t write_high_water;
 	uint32_t shutdown_timeout_ms;
+	uint32_t consumer_linger_ms; /* an unattached consumer leaves its group after this */
 	char *default_cluster;  /* NULL until loaded: then the first cluster */
 	kd_cluster_conf *clusters; /* in file order */
 } kd_config;

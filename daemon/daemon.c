@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ops.h"
 #include "sd.h"
 #include "session.h"
 
@@ -195,6 +196,12 @@ static void begin_shutdown(kd_daemon *d, const char *why)
 			unlink(d->cfg->socket_path);
 	}
 	producers_begin_shutdown(d->producers);
+	/* consumers leave their groups now (on the thread pool) */
+	kd_session *s, *tmp;
+	HASH_ITER(hh, d->sessions, s, tmp) {
+		ops_consumer_detach_all(s);
+	}
+	consumers_close_all(d->consumers);
 	d->shutdown_deadline_ms = uv_now(d->loop) + d->cfg->shutdown_timeout_ms;
 	uv_timer_start(&d->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_TICK_MS);
 }
@@ -232,6 +239,15 @@ int daemon_run(kd_config *cfg)
 		uv_loop_close(&loop);
 		return 1;
 	}
+	d.consumers = consumers_create(&loop, cfg, &ops_consumer_events, &d);
+	if (!d.consumers) {
+		log_error("out of memory");
+		producers_close_handles(d.producers);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		producers_destroy(d.producers);
+		uv_loop_close(&loop);
+		return 1;
+	}
 	uv_signal_init(&loop, &d.sigterm);
 	uv_signal_init(&loop, &d.sigint);
 	uv_timer_init(&loop, &d.watchdog);
@@ -248,6 +264,7 @@ int daemon_run(kd_config *cfg)
 		close_handle((uv_handle_t *)&d.shutdown_timer);
 		producers_close_handles(d.producers);
 		uv_run(&loop, UV_RUN_DEFAULT);
+		consumers_destroy(d.consumers);
 		producers_destroy(d.producers);
 		uv_loop_close(&loop);
 		return rc;
@@ -265,6 +282,7 @@ int daemon_run(kd_config *cfg)
 	sd_ready(status);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	/* The loop has ended: blocking in librdkafka's destroy is harmless now. */
+	consumers_destroy(d.consumers);
 	producers_destroy(d.producers);
 	if (uv_loop_close(&loop) != 0)
 		log_warn("event loop closed with handles still open");

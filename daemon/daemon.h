@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "consumer.h"
 #include "producer.h"
 
 typedef struct kd_session kd_session;
@@ -20,6 +21,7 @@ typedef struct kd_daemon {
 	uv_loop_t *loop;
 	kd_config *cfg;
 	kd_producers *producers;
+	kd_consumers *consumers;
 	uv_pipe_t listener;
 	bool listening;
 	bool socket_activated;

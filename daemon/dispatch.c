@@ -15,6 +15,13 @@ static const kd_op op_table[] = {
 	{"poll_reports", op_poll_reports},
 	{"flush", op_flush},
 	{"stats", op_stats},
+	{"consumer_open", op_consumer_open},
+	{"consume", op_consume},
+	{"commit", op_commit},
+	{"committed", op_committed},
+	{"seek", op_seek},
+	{"watermarks", op_watermarks},
+	{"consumer_close", op_consumer_close},
 	{NULL, NULL},
 };
 

@@ -18,6 +18,9 @@ static const struct {
 	[KD_ERR_NOT_SUPPORTED] = {"NOT_SUPPORTED", false},
 	[KD_ERR_INTERNAL] = {"INTERNAL", false},
 	[KD_ERR_TOO_LARGE] = {"TOO_LARGE", false},
+	[KD_ERR_UNKNOWN_HANDLE] = {"UNKNOWN_HANDLE", false},
+	[KD_ERR_NOT_OWNER] = {"NOT_OWNER", false},
+	[KD_ERR_NOT_ASSIGNED] = {"NOT_ASSIGNED", false},
 };
 
 const char *kd_err_name(int code)

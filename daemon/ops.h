@@ -13,6 +13,19 @@ void op_produce(kd_session *s, const kd_request *req, const char *payload, uint3
 void op_poll_reports(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
 void op_flush(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
 void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_consumer_open(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_consume(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_commit(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_committed(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_seek(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_watermarks(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_consumer_close(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+
+/* The consumer layer's upward callbacks (opaque: the kd_daemon). */
+#include "consumer.h"
+extern const kd_consumer_events ops_consumer_events;
+/* Connection closing: detach its consumers (partitions move on, rewound). */
+void ops_consumer_detach_all(kd_session *s);
 
 /* Answers an ack=wait produce whose messages all have outcomes. */
 void ops_answer_waiter(kd_session *s, const kd_waiter *w);

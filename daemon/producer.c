@@ -621,6 +621,7 @@ uint64_t producers_log_undelivered(kd_producers *p)
 }
 
 const char *cluster_name(const kd_cluster *c) { return c->conf->name; }
+const kd_cluster_conf *cluster_conf(const kd_cluster *c) { return c->conf; }
 const char *cluster_bootstrap(const kd_cluster *c) { return c->conf->bootstrap; }
 rd_kafka_t *cluster_rk(kd_cluster *c) { return c->rk; }
 const char *cluster_stats_json(const kd_cluster *c) { return c->stats_json; }

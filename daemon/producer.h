@@ -113,6 +113,7 @@ void producers_begin_shutdown(kd_producers *p);
 uint64_t producers_log_undelivered(kd_producers *p);
 
 const char *cluster_name(const kd_cluster *c);
+const kd_cluster_conf *cluster_conf(const kd_cluster *c);
 const char *cluster_bootstrap(const kd_cluster *c);
 rd_kafka_t *cluster_rk(kd_cluster *c);
 /* Latest librdkafka statistics JSON or NULL (owned by the cluster). */

@@ -89,6 +89,7 @@ void session_close(kd_session *s)
 		return;
 	s->closing = true;
 	kd_daemon *d = s->d;
+	ops_consumer_detach_all(s);
 	HASH_DEL(d->sessions, s);
 	d->n_sessions--;
 	if (s->held) {

@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "daemon.h"
+#include "consumer.h"
 #include "producer.h"
 
 /* A produce request that could not be fully enqueued yet (no room): it owns
@@ -56,6 +57,10 @@ struct kd_session {
 	kd_outbox *ob;
 	kd_held_produce *held;
 	kd_session *next_draining; /* closed, held produce still enqueueing */
+
+	struct kd_attach **attaches; /* consumer handles opened on this connection */
+	uint32_t n_attaches, cap_attaches;
+	struct consume_park *consume_parks;
 
 	bool poll_parked;
 	uint64_t poll_id;

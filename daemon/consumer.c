@@ -1,0 +1,1101 @@
+#include "consumer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uthash.h>
+
+#include "codec.h"
+#include "errors.h"
+#include "log.h"
+
+#define OFFSET_UNKNOWN INT64_MIN
+#define INTAKE_BATCH 512
+#define INTAKE_BATCHES_PER_WAKEUP 16
+#define PART_BUF_MAX_MSGS 8192u
+#define PART_BUF_MAX_BYTES (8u << 20)
+#define MAX_EVENTS 65536u
+
+enum kd_event_type { EV_ASSIGNED, EV_REVOKED, EV_EOF };
+
+typedef struct kd_event {
+	uint8_t type;
+	uint32_t tidx;
+	int32_t partition;
+	int64_t offset;
+} kd_event;
+
+typedef struct kd_cpart {
+	uint32_t tidx;
+	int32_t partition;
+	kd_attach *holder;
+	rd_kafka_message_t **buf; /* ring of fetched, not yet handed out */
+	uint32_t head, len, cap;
+	size_t bytes;
+	int64_t commit_pos; /* where the holder's uncommitted window starts */
+	int64_t next_hand;  /* offset after the last message handed out */
+	bool paused;
+	struct kd_cpart *next;
+} kd_cpart;
+
+struct kd_attach {
+	uint64_t handle;
+	kd_consumer *c;
+	uint64_t conn_id;
+	void *owner;
+	kd_event *events;
+	uint32_t n_events, cap_events;
+	uint32_t rr; /* round-robin start over held partitions */
+	bool waiting;
+	kd_attach *next;
+	UT_hash_handle hh;
+};
+
+struct kd_consumer {
+	kd_consumers *cs;
+	char *key;
+	char *bootstrap; /* resolved (the mock cluster's address for "mock") */
+	kd_consumer_spec spec;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *q;
+	int pipefd[2];
+	uv_poll_t poll;
+	uv_idle_t idle;
+	uv_timer_t linger;
+	uv_timer_t autocommit;
+	int open_handles;
+	bool work_done;
+	uv_work_t close_work;
+	rd_kafka_topic_t **rkts; /* per topic index, learnt from messages */
+	kd_cpart *parts;
+	kd_cpart *last_part;
+	kd_attach *attaches;
+	uint32_t n_attaches;
+	bool closing;
+	bool assigned_once;
+	kd_consumer *next;
+};
+
+struct kd_consumers {
+	uv_loop_t *loop;
+	const kd_config *cfg;
+	const kd_consumer_events *ev;
+	void *opaque;
+	kd_consumer *list;
+	kd_attach *by_handle;
+	uint64_t next_handle;
+	uint64_t next_private;
+	uint32_t active;
+};
+
+typedef struct commit_ctx {
+	kd_consumers *cs;
+	kd_consumer *c;
+	uint64_t conn_id;
+	uint64_t req_id;
+} commit_ctx;
+
+static void rebalance_leases(kd_consumer *c);
+static void notify_ready(kd_consumer *c);
+
+void consumer_spec_free(kd_consumer_spec *spec)
+{
+	if (!spec)
+		return;
+	free(spec->group);
+	for (uint32_t i = 0; i < spec->n_topics; i++)
+		free(spec->topics[i]);
+	free(spec->topics);
+	free(spec->partition_counts);
+	free(spec->partitions);
+	free(spec->offsets);
+	free(spec->assignor);
+	memset(spec, 0, sizeof(*spec));
+}
+
+/* --- partitions and buffers ---------------------------------------------- */
+
+static kd_cpart *find_part(kd_consumer *c, uint32_t tidx, int32_t partition)
+{
+	if (c->last_part && c->last_part->tidx == tidx && c->last_part->partition == partition)
+		return c->last_part;
+	for (kd_cpart *p = c->parts; p; p = p->next)
+		if (p->tidx == tidx && p->partition == partition)
+			return c->last_part = p;
+	return NULL;
+}
+
+static int topic_index(const kd_consumer *c, const char *name)
+{
+	for (uint32_t i = 0; i < c->spec.n_topics; i++)
+		if (strcmp(c->spec.topics[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int msg_topic_index(kd_consumer *c, rd_kafka_topic_t *rkt)
+{
+	for (uint32_t i = 0; i < c->spec.n_topics; i++)
+		if (c->rkts[i] == rkt)
+			return (int)i;
+	int i = topic_index(c, rd_kafka_topic_name(rkt));
+	if (i >= 0)
+		c->rkts[i] = rkt;
+	return i;
+}
+
+static void buf_clear(kd_cpart *p)
+{
+	while (p->len) {
+		rd_kafka_message_destroy(p->buf[p->head]);
+		p->head = (p->head + 1) % p->cap;
+		p->len--;
+	}
+	p->head = 0;
+	p->bytes = 0;
+}
+
+static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
+{
+	if (p->len == p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 64;
+		rd_kafka_message_t **nb = malloc(cap * sizeof(*nb));
+		if (!nb)
+			return false;
+		for (uint32_t i = 0; i < p->len; i++)
+			nb[i] = p->buf[(p->head + i) % p->cap];
+		free(p->buf);
+		p->buf = nb;
+		p->cap = cap;
+		p->head = 0;
+	}
+	p->buf[(p->head + p->len) % p->cap] = m;
+	p->len++;
+	p->bytes += m->len + m->key_len;
+	return true;
+}
+
+static void set_paused(kd_consumer *c, kd_cpart *p, bool pause)
+{
+	if (p->paused == pause)
+		return;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition);
+	rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (err)
+		log_warn("consumer %s: %s %s[%d]: %s", c->key, pause ? "pause" : "resume", c->spec.topics[p->tidx],
+			 p->partition, rd_kafka_err2str(err));
+	else
+		p->paused = pause;
+}
+
+static void push_event(kd_attach *a, uint8_t type, uint32_t tidx, int32_t partition, int64_t offset)
+{
+	if (a->n_events == a->cap_events) {
+		if (a->cap_events >= MAX_EVENTS) {
+			log_warn("consumer handle %llu: event queue full; dropping an event",
+				 (unsigned long long)a->handle);
+			return;
+		}
+		uint32_t cap = a->cap_events ? a->cap_events * 2 : 16;
+		kd_event *ne = realloc(a->events, cap * sizeof(*ne));
+		if (!ne)
+			return;
+		a->events = ne;
+		a->cap_events = cap;
+	}
+	a->events[a->n_events++] = (kd_event){.type = type, .tidx = tidx, .partition = partition, .offset = offset};
+}
+
+/* Seeks p back to where its holder's uncommitted window began. */
+static void rewind_part(kd_consumer *c, kd_cpart *p)
+{
+	int64_t to = p->commit_pos;
+	buf_clear(p);
+	p->next_hand = OFFSET_UNKNOWN;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition)->offset = to;
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0);
+	if (e) {
+		log_warn("consumer %s: rewinding %s[%d] to %lld: %s", c->key, c->spec.topics[p->tidx], p->partition,
+			 (long long)to, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	} else {
+		log_info("consumer %s: %s[%d] rewound to offset %lld (uncommitted messages are redelivered)", c->key,
+			 c->spec.topics[p->tidx], p->partition, (long long)to);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	set_paused(c, p, false);
+}
+
+static void release_part(kd_consumer *c, kd_cpart *p)
+{
+	kd_attach *a = p->holder;
+	if (!a)
+		return;
+	push_event(a, EV_REVOKED, p->tidx, p->partition, -1);
+	p->holder = NULL;
+	if (p->next_hand != OFFSET_UNKNOWN && p->commit_pos != OFFSET_UNKNOWN && p->next_hand > p->commit_pos)
+		rewind_part(c, p);
+	p->next_hand = OFFSET_UNKNOWN;
+}
+
+static kd_cpart *add_part(kd_consumer *c, uint32_t tidx, int32_t partition)
+{
+	kd_cpart *p = find_part(c, tidx, partition);
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->tidx = tidx;
+	p->partition = partition;
+	p->commit_pos = OFFSET_UNKNOWN;
+	p->next_hand = OFFSET_UNKNOWN;
+	p->next = c->parts;
+	c->parts = p;
+	return p;
+}
+
+static void remove_part(kd_consumer *c, kd_cpart *p)
+{
+	if (p->holder) {
+		push_event(p->holder, EV_REVOKED, p->tidx, p->partition, -1);
+		p->holder = NULL;
+	}
+	buf_clear(p);
+	for (kd_cpart **pp = &c->parts; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	if (c->last_part == p)
+		c->last_part = NULL;
+	free(p->buf);
+	free(p);
+}
+
+static uint32_t held_count(const kd_consumer *c, const kd_attach *a)
+{
+	uint32_t n = 0;
+	for (kd_cpart *p = c->parts; p; p = p->next)
+		n += p->holder == a;
+	return n;
+}
+
+/* Spreads the partitions evenly over the attachments, moving as few as
+ * possible; partitions with an uncommitted window are moved last. */
+static void rebalance_leases(kd_consumer *c)
+{
+	if (c->closing)
+		return;
+	uint32_t n = c->n_attaches;
+	if (n == 0)
+		return;
+	uint32_t total = 0;
+	for (kd_cpart *p = c->parts; p; p = p->next)
+		total++;
+	uint32_t base = total / n, extra = total % n;
+	/* quotas: the `extra` attachments holding the most get base + 1 */
+	kd_attach **order = malloc(n * sizeof(*order));
+	uint32_t *quota = malloc(n * sizeof(*quota));
+	uint32_t *held = malloc(n * sizeof(*held));
+	if (!order || !quota || !held) {
+		free(order);
+		free(quota);
+		free(held);
+		return;
+	}
+	uint32_t i = 0;
+	for (kd_attach *a = c->attaches; a; a = a->next, i++) {
+		order[i] = a;
+		held[i] = held_count(c, a);
+	}
+	for (uint32_t x = 1; x < n; x++) /* insertion sort by held, descending */
+		for (uint32_t y = x; y > 0 && held[y] > held[y - 1]; y--) {
+			kd_attach *ta = order[y];
+			order[y] = order[y - 1];
+			order[y - 1] = ta;
+			uint32_t th = held[y];
+			held[y] = held[y - 1];
+			held[y - 1] = th;
+		}
+	for (i = 0; i < n; i++)
+		quota[i] = base + (i < extra ? 1 : 0);
+	/* release the excess: clean partitions first, then the others */
+	for (int pass = 0; pass < 2; pass++)
+		for (i = 0; i < n; i++)
+			for (kd_cpart *p = c->parts; p && held[i] > quota[i]; p = p->next) {
+				if (p->holder != order[i])
+					continue;
+				bool dirty = p->next_hand != OFFSET_UNKNOWN && p->commit_pos != OFFSET_UNKNOWN &&
+					     p->next_hand > p->commit_pos;
+				if (pass == 0 && dirty)
+					continue;
+				release_part(c, p);
+				held[i]--;
+			}
+	/* hand out the free partitions */
+	for (kd_cpart *p = c->parts; p; p = p->next) {
+		if (p->holder)
+			continue;
+		for (i = 0; i < n; i++)
+			if (held[i] < quota[i]) {
+				p->holder = order[i];
+				held[i]++;
+				push_event(order[i], EV_ASSIGNED, p->tidx, p->partition, -1);
+				break;
+			}
+	}
+	free(order);
+	free(quota);
+	free(held);
+	notify_ready(c);
+}
+
+/* --- librdkafka callbacks (loop thread, or the closing worker) ------------ */
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	kd_consumer *c = opaque;
+	bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	rd_kafka_error_t *e = NULL;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		if (!c->closing) {
+			for (int i = 0; i < parts->cnt; i++) {
+				int t = topic_index(c, parts->elems[i].topic);
+				if (t < 0)
+					continue;
+				if (c->spec.reset_offset_on_start && !c->assigned_once)
+					parts->elems[i].offset = c->spec.auto_offset_reset;
+				add_part(c, (uint32_t)t, parts->elems[i].partition);
+			}
+			c->assigned_once = true;
+			log_info("consumer %s: assigned %d partitions", c->key, parts->cnt);
+		}
+		if (coop)
+			e = rd_kafka_incremental_assign(rk, parts);
+		else
+			rd_kafka_assign(rk, parts);
+	} else {
+		if (!c->closing) {
+			for (int i = 0; i < parts->cnt; i++) {
+				int t = topic_index(c, parts->elems[i].topic);
+				kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, parts->elems[i].partition);
+				if (p)
+					remove_part(c, p);
+			}
+			log_info("consumer %s: revoked %d partitions", c->key, parts->cnt);
+		}
+		if (coop)
+			e = rd_kafka_incremental_unassign(rk, parts);
+		else
+			rd_kafka_assign(rk, NULL);
+	}
+	if (e) {
+		log_warn("consumer %s: rebalance: %s", c->key, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	if (!c->closing)
+		rebalance_leases(c);
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	(void)rk;
+	commit_ctx *ctx = opaque;
+	kd_consumer *c = ctx->c;
+	if (!c->closing) {
+		for (int i = 0; offsets && i < offsets->cnt; i++) {
+			const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+			int t = topic_index(c, tp->topic);
+			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, tp->partition);
+			if (p && !tp->err && tp->offset >= 0)
+				p->commit_pos = tp->offset;
+		}
+		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+			log_warn("consumer %s: commit failed: %s", c->key, rd_kafka_err2str(err));
+		if (ctx->conn_id)
+			ctx->cs->ev->commit_done(ctx->cs->opaque, ctx->conn_id, ctx->req_id,
+						 err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : err, offsets);
+	}
+	free(ctx);
+}
+
+/* --- intake ------------------------------------------------------------- */
+
+static void intake_message(kd_consumer *c, rd_kafka_message_t *m)
+{
+	if (m->err) {
+		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
+			int t = msg_topic_index(c, m->rkt);
+			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, m->partition);
+			if (p && p->holder && p->len == 0)
+				push_event(p->holder, EV_EOF, p->tidx, p->partition, m->offset);
+		} else {
+			log_warn("consumer %s: %s%s%s", c->key, m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+				 m->rkt ? ": " : "", rd_kafka_message_errstr(m));
+		}
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	int t = msg_topic_index(c, m->rkt);
+	kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, m->partition);
+	if (!p || !buf_push(p, m)) {
+		rd_kafka_message_destroy(m);
+		return;
+	}
+	if (p->commit_pos == OFFSET_UNKNOWN)
+		p->commit_pos = m->offset;
+	if (p->len >= PART_BUF_MAX_MSGS || p->bytes >= PART_BUF_MAX_BYTES)
+		set_paused(c, p, true);
+}
+
+static bool intake(kd_consumer *c)
+{
+	rd_kafka_message_t *msgs[INTAKE_BATCH];
+	for (int b = 0; b < INTAKE_BATCHES_PER_WAKEUP && !c->closing; b++) {
+		ssize_t n = rd_kafka_consume_batch_queue(c->q, 0, msgs, INTAKE_BATCH);
+		if (n <= 0)
+			return false;
+		for (ssize_t i = 0; i < n; i++)
+			intake_message(c, msgs[i]);
+		if (n < INTAKE_BATCH)
+			return rd_kafka_queue_length(c->q) > 0;
+	}
+	return !c->closing;
+}
+
+static void notify_ready(kd_consumer *c)
+{
+	for (kd_attach *a = c->attaches; a; a = a->next)
+		if (a->waiting && attach_has_output(a)) {
+			a->waiting = false;
+			c->cs->ev->ready(c->cs->opaque, a);
+		}
+}
+
+static void on_consumer_idle(uv_idle_t *h)
+{
+	kd_consumer *c = h->data;
+	bool more = intake(c);
+	notify_ready(c);
+	if (!more || c->closing)
+		uv_idle_stop(&c->idle);
+}
+
+static void on_consumer_poll(uv_poll_t *h, int status, int events)
+{
+	(void)events;
+	kd_consumer *c = h->data;
+	if (status < 0 || c->closing)
+		return;
+	char buf[256];
+	while (read(c->pipefd[0], buf, sizeof(buf)) > 0)
+		;
+	bool more = intake(c);
+	notify_ready(c);
+	if (more)
+		uv_idle_start(&c->idle, on_consumer_idle);
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+static void free_consumer(kd_consumer *c)
+{
+	for (int i = 0; i < 2; i++)
+		if (c->pipefd[i] >= 0)
+			close(c->pipefd[i]);
+	consumer_spec_free(&c->spec);
+	free(c->rkts);
+	free(c->key);
+	free(c->bootstrap);
+	c->cs->active--;
+	free(c);
+}
+
+static void on_consumer_handle_closed(uv_handle_t *h)
+{
+	kd_consumer *c = h->data;
+	if (--c->open_handles == 0 && c->work_done)
+		free_consumer(c);
+}
+
+static void close_work(uv_work_t *w)
+{
+	kd_consumer *c = w->data;
+	rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+	if (err)
+		log_warn("consumer %s: close: %s", c->key, rd_kafka_err2str(err));
+	rd_kafka_queue_destroy(c->q);
+	rd_kafka_destroy(c->rk);
+}
+
+static void close_work_done(uv_work_t *w, int status)
+{
+	(void)status;
+	kd_consumer *c = w->data;
+	log_info("consumer %s: closed", c->key);
+	c->work_done = true;
+	if (c->open_handles == 0)
+		free_consumer(c);
+}
+
+static void close_consumer(kd_consumer *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	kd_consumers *cs = c->cs;
+	for (kd_consumer **pp = &cs->list; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	while (c->parts)
+		remove_part(c, c->parts);
+	uv_close((uv_handle_t *)&c->poll, on_consumer_handle_closed);
+	uv_close((uv_handle_t *)&c->idle, on_consumer_handle_closed);
+	uv_close((uv_handle_t *)&c->linger, on_consumer_handle_closed);
+	uv_close((uv_handle_t *)&c->autocommit, on_consumer_handle_closed);
+	rd_kafka_queue_io_event_enable(c->q, -1, NULL, 0);
+	log_info("consumer %s: closing (leaving its group)", c->key);
+	c->close_work.data = c;
+	if (uv_queue_work(cs->loop, &c->close_work, close_work, close_work_done) != 0) {
+		close_work(&c->close_work); /* cannot happen with a live loop; block rather than leak */
+		close_work_done(&c->close_work, 0);
+	}
+}
+
+static void on_linger(uv_timer_t *t)
+{
+	kd_consumer *c = t->data;
+	if (c->n_attaches == 0 && !c->spec.declared)
+		close_consumer(c);
+}
+
+static int commit_list(kd_consumer *c, rd_kafka_topic_partition_list_t *l, uint64_t conn_id, uint64_t req_id,
+		       char *err, size_t errlen)
+{
+	commit_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		snprintf(err, errlen, "out of memory");
+		return KD_ERR_INTERNAL;
+	}
+	*ctx = (commit_ctx){.cs = c->cs, .c = c, .conn_id = conn_id, .req_id = req_id};
+	rd_kafka_resp_err_t e = rd_kafka_commit_queue(c->rk, l, c->q, commit_cb, ctx);
+	if (e) {
+		free(ctx);
+		snprintf(err, errlen, "commit: %s", rd_kafka_err2str(e));
+		return KD_ERR_KAFKA_BASE + e;
+	}
+	return 0;
+}
+
+static void on_autocommit(uv_timer_t *t)
+{
+	kd_consumer *c = t->data;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	for (kd_cpart *p = c->parts; p; p = p->next)
+		if (p->next_hand != OFFSET_UNKNOWN && (p->commit_pos == OFFSET_UNKNOWN || p->next_hand > p->commit_pos))
+			rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition)->offset = p->next_hand;
+	if (l->cnt > 0) {
+		char err[256];
+		if (commit_list(c, l, 0, 0, err, sizeof(err)) != 0)
+			log_warn("consumer %s: auto-commit: %s", c->key, err);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static char *make_key(kd_consumers *cs, const kd_consumer_spec *s)
+{
+	static const char *modes[] = {"simple", "group", "zookeeper"};
+	char buf[4096];
+	size_t n = (size_t)snprintf(buf, sizeof(buf), "%s/%s/%s/", cluster_name(s->cluster), modes[s->mode],
+				    s->group ? s->group : "");
+	for (uint32_t i = 0; i < s->n_topics && n < sizeof(buf); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", s->topics[i]);
+	if (s->partitions)
+		for (uint32_t i = 0; i < s->n_partitions && n < sizeof(buf); i++)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%d", i ? "," : "/", s->partitions[i]);
+	/* a simple consumer without a group has no shared identity */
+	if (s->mode == KD_MODE_SIMPLE && !s->group && n < sizeof(buf))
+		snprintf(buf + n, sizeof(buf) - n, "#%llu", (unsigned long long)++cs->next_private);
+	return strdup(buf);
+}
+
+static int set_conf(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+{
+	char errstr[512];
+	if (rd_kafka_conf_set(conf, k, v, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "%s: %s", k, errstr);
+		return -1;
+	}
+	return 0;
+}
+
+static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen)
+{
+	kd_consumer *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->cs = cs;
+	c->pipefd[0] = c->pipefd[1] = -1;
+	c->key = make_key(cs, spec);
+	c->spec = *spec;
+	memset(spec, 0, sizeof(*spec));
+	c->rkts = calloc(c->spec.n_topics, sizeof(*c->rkts));
+	cs->active++;
+	kd_cluster *cl = c->spec.cluster;
+	const kd_cluster_conf *cc = cluster_conf(cl);
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char bootstrap[1024];
+	if (strcmp(cc->bootstrap, "mock") == 0) {
+		rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(cluster_rk(cl));
+		snprintf(bootstrap, sizeof(bootstrap), "%s", mc ? rd_kafka_mock_cluster_bootstraps(mc) : "");
+	} else {
+		snprintf(bootstrap, sizeof(bootstrap), "%s", cc->bootstrap);
+	}
+	c->bootstrap = strdup(bootstrap);
+	if (set_conf(conf, "bootstrap.servers", bootstrap, err, errlen))
+		goto fail;
+	/* the cluster's properties that make sense for a consumer */
+	for (const kd_prop *pr = cc->props; pr; pr = pr->next) {
+		if (strncmp(pr->key, "security.", 9) == 0 || strncmp(pr->key, "sasl.", 5) == 0 ||
+		    strncmp(pr->key, "ssl.", 4) == 0 || strcmp(pr->key, "client.id") == 0 ||
+		    strncmp(pr->key, "socket.", 7) == 0 || strncmp(pr->key, "broker.", 7) == 0 ||
+		    strcmp(pr->key, "debug") == 0)
+			if (set_conf(conf, pr->key, pr->value, err, errlen))
+				goto fail;
+	}
+	const char *reset = c->spec.auto_offset_reset == RD_KAFKA_OFFSET_BEGINNING ? "earliest" : "latest";
+	if (set_conf(conf, "enable.auto.commit", "false", err, errlen) ||
+	    set_conf(conf, "enable.auto.offset.store", "false", err, errlen) ||
+	    set_conf(conf, "enable.partition.eof", "true", err, errlen) ||
+	    set_conf(conf, "auto.offset.reset", reset, err, errlen) ||
+	    set_conf(conf, "queued.max.messages.kbytes", "16384", err, errlen) ||
+	    set_conf(conf, "statistics.interval.ms", "0", err, errlen))
+		goto fail;
+	/* librdkafka routes assigned partitions through the group's queue, so a
+	 * consumer without a group gets a private id; it never joins or commits
+	 * (assign() does not join, and commits are refused above). */
+	if (set_conf(conf, "group.id", c->spec.group ? c->spec.group : "kafkad-private", err, errlen))
+		goto fail;
+	if (c->spec.mode == KD_MODE_GROUP && c->spec.assignor &&
+	    set_conf(conf, "partition.assignment.strategy", c->spec.assignor, err, errlen))
+		goto fail;
+	rd_kafka_conf_set_opaque(conf, c);
+	if (c->spec.mode == KD_MODE_GROUP)
+		rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	char errstr[512];
+	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (!c->rk) {
+		snprintf(err, errlen, "cannot create consumer: %s", errstr);
+		goto fail;
+	}
+	conf = NULL;
+	rd_kafka_poll_set_consumer(c->rk);
+	c->q = rd_kafka_queue_get_consumer(c->rk);
+	if (!c->q) {
+		snprintf(err, errlen, "no consumer queue");
+		goto fail_rk;
+	}
+	if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail_rk;
+	}
+	uv_poll_init(cs->loop, &c->poll, c->pipefd[0]);
+	uv_idle_init(cs->loop, &c->idle);
+	uv_timer_init(cs->loop, &c->linger);
+	uv_timer_init(cs->loop, &c->autocommit);
+	c->poll.data = c->idle.data = c->linger.data = c->autocommit.data = c;
+	c->open_handles = 4;
+	rd_kafka_queue_io_event_enable(c->q, c->pipefd[1], "1", 1);
+	uv_poll_start(&c->poll, UV_READABLE, on_consumer_poll);
+
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->spec.n_topics);
+	if (c->spec.mode == KD_MODE_GROUP) {
+		for (uint32_t i = 0; i < c->spec.n_topics; i++)
+			rd_kafka_topic_partition_list_add(l, c->spec.topics[i], RD_KAFKA_PARTITION_UA);
+		rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
+		if (e) {
+			snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
+			rd_kafka_topic_partition_list_destroy(l);
+			c->next = NULL;
+			close_consumer(c);
+			return NULL;
+		}
+	} else {
+		int32_t n = c->spec.partitions ? (int32_t)c->spec.n_partitions : c->spec.partition_counts[0];
+		for (int32_t i = 0; i < n; i++) {
+			int32_t part = c->spec.partitions ? c->spec.partitions[i] : i;
+			int64_t off = (c->spec.group && !c->spec.reset_offset_on_start) ? RD_KAFKA_OFFSET_STORED
+											 : c->spec.auto_offset_reset;
+			for (uint32_t j = 0; j < c->spec.n_offsets; j++)
+				if (c->spec.offsets[j][0] == part)
+					off = c->spec.offsets[j][1];
+			rd_kafka_topic_partition_list_add(l, c->spec.topics[0], part)->offset = off;
+			add_part(c, 0, part);
+		}
+		rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, l);
+		if (e) {
+			snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
+			rd_kafka_topic_partition_list_destroy(l);
+			close_consumer(c);
+			return NULL;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	if (c->spec.auto_commit_interval_ms && c->spec.group)
+		uv_timer_start(&c->autocommit, on_autocommit, c->spec.auto_commit_interval_ms,
+			       c->spec.auto_commit_interval_ms);
+	c->next = cs->list;
+	cs->list = c;
+	log_info("consumer %s: created", c->key);
+	return c;
+fail_rk:
+	rd_kafka_destroy(c->rk);
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	consumer_spec_free(&c->spec);
+	free(c->rkts);
+	free(c->key);
+	free(c->bootstrap);
+	cs->active--;
+	free(c);
+	return NULL;
+}
+
+kd_consumers *consumers_create(uv_loop_t *loop, const kd_config *cfg, const kd_consumer_events *ev, void *opaque)
+{
+	kd_consumers *cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return NULL;
+	cs->loop = loop;
+	cs->cfg = cfg;
+	cs->ev = ev;
+	cs->opaque = opaque;
+	return cs;
+}
+
+void consumers_close_all(kd_consumers *cs)
+{
+	kd_attach *a, *tmp;
+	HASH_ITER(hh, cs->by_handle, a, tmp) {
+		consumers_detach(cs, a, true);
+	}
+	while (cs->list)
+		close_consumer(cs->list);
+}
+
+uint32_t consumers_active(const kd_consumers *cs) { return cs->active; }
+
+void consumers_destroy(kd_consumers *cs)
+{
+	free(cs);
+}
+
+int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, uint64_t conn_id, void *owner, kd_attach **out,
+		     char *err, size_t errlen)
+{
+	char *key = make_key(cs, spec);
+	kd_consumer *c = NULL;
+	for (kd_consumer *it = cs->list; it && key; it = it->next)
+		if (strcmp(it->key, key) == 0)
+			c = it;
+	free(key);
+	if (c) {
+		consumer_spec_free(spec);
+	} else {
+		c = consumer_new(cs, spec, err, errlen);
+		consumer_spec_free(spec);
+		if (!c)
+			return KD_ERR_INVALID_ARGUMENT;
+	}
+	kd_attach *a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return KD_ERR_INTERNAL;
+	}
+	a->handle = ++cs->next_handle;
+	a->c = c;
+	a->conn_id = conn_id;
+	a->owner = owner;
+	kd_attach **tail = &c->attaches;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = a;
+	c->n_attaches++;
+	uv_timer_stop(&c->linger);
+	HASH_ADD(hh, cs->by_handle, handle, sizeof(a->handle), a);
+	rebalance_leases(c);
+	*out = a;
+	return 0;
+}
+
+void consumers_detach(kd_consumers *cs, kd_attach *a, bool leave_now)
+{
+	if (!a)
+		return;
+	kd_consumer *c = a->c;
+	HASH_DEL(cs->by_handle, a);
+	for (kd_cpart *p = c->parts; p; p = p->next)
+		if (p->holder == a)
+			release_part(c, p);
+	for (kd_attach **pp = &c->attaches; *pp; pp = &(*pp)->next)
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	c->n_attaches--;
+	free(a->events);
+	free(a);
+	if (c->closing)
+		return;
+	if (c->n_attaches > 0) {
+		rebalance_leases(c);
+	} else if (!c->spec.declared) {
+		uint32_t linger = cs->cfg->consumer_linger_ms;
+		if (linger == 0 || leave_now)
+			close_consumer(c);
+		else
+			uv_timer_start(&c->linger, on_linger, linger, 0);
+	}
+}
+
+kd_attach *consumers_find(kd_consumers *cs, uint64_t handle)
+{
+	kd_attach *a;
+	HASH_FIND(hh, cs->by_handle, &handle, sizeof(handle), a);
+	return a;
+}
+
+uint64_t attach_handle(const kd_attach *a) { return a->handle; }
+uint64_t attach_conn(const kd_attach *a) { return a->conn_id; }
+void *attach_owner(const kd_attach *a) { return a->owner; }
+const char *attach_consumer_key(const kd_attach *a) { return a->c->key; }
+uint32_t attach_count(const kd_attach *a) { return a->c->n_attaches; }
+rd_kafka_t *attach_rk(kd_attach *a) { return a->c->rk; }
+bool attach_has_group(const kd_attach *a) { return a->c->spec.group != NULL; }
+const char *attach_group(const kd_attach *a) { return a->c->spec.group; }
+const char *attach_bootstrap(const kd_attach *a) { return a->c->bootstrap; }
+
+bool attach_has_output(const kd_attach *a)
+{
+	if (a->n_events)
+		return true;
+	for (kd_cpart *p = a->c->parts; p; p = p->next)
+		if (p->holder == a && p->len)
+			return true;
+	return false;
+}
+
+void attach_set_waiting(kd_attach *a, bool waiting) { a->waiting = waiting; }
+
+static void pack_message(msgpack_packer *pk, const rd_kafka_message_t *m, uint32_t tidx)
+{
+	msgpack_pack_array(pk, 7);
+	msgpack_pack_uint32(pk, tidx);
+	msgpack_pack_int32(pk, m->partition);
+	msgpack_pack_int64(pk, m->offset);
+	rd_kafka_timestamp_type_t tt;
+	int64_t ts = rd_kafka_message_timestamp(m, &tt);
+	msgpack_pack_int64(pk, tt == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? -1 : ts);
+	if (m->key) {
+		msgpack_pack_bin(pk, m->key_len);
+		msgpack_pack_bin_body(pk, m->key, m->key_len);
+	} else {
+		msgpack_pack_nil(pk);
+	}
+	if (m->payload) {
+		msgpack_pack_bin(pk, m->len);
+		msgpack_pack_bin_body(pk, m->payload, m->len);
+	} else {
+		msgpack_pack_nil(pk);
+	}
+	rd_kafka_headers_t *hdrs = NULL;
+	if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+		size_t n = rd_kafka_header_cnt(hdrs);
+		msgpack_pack_array(pk, n);
+		for (size_t i = 0; i < n; i++) {
+			const char *name;
+			const void *val;
+			size_t size;
+			rd_kafka_header_get_all(hdrs, i, &name, &val, &size);
+			msgpack_pack_array(pk, 2);
+			pack_cstr(pk, name);
+			if (val) {
+				msgpack_pack_bin(pk, size);
+				msgpack_pack_bin_body(pk, val, size);
+			} else {
+				msgpack_pack_nil(pk);
+			}
+		}
+	} else {
+		msgpack_pack_nil(pk);
+	}
+}
+
+void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_bytes)
+{
+	kd_consumer *c = a->c;
+	/* choose what to hand out first, so the array header can be exact */
+	uint32_t nparts = 0;
+	for (kd_cpart *p = c->parts; p; p = p->next)
+		nparts += p->holder == a;
+	kd_cpart **mine = nparts ? malloc(nparts * sizeof(*mine)) : NULL;
+	uint32_t *take = nparts ? calloc(nparts, sizeof(*take)) : NULL;
+	uint32_t k = 0, total = 0;
+	if (mine && take) {
+		for (kd_cpart *p = c->parts; p; p = p->next)
+			if (p->holder == a)
+				mine[k++] = p;
+		size_t bytes = 0;
+		/* round robin, one message at a time, so partitions share fairly */
+		bool progress = true;
+		while (progress && total < max && bytes < max_bytes) {
+			progress = false;
+			for (uint32_t j = 0; j < nparts && total < max && bytes < max_bytes; j++) {
+				uint32_t idx = (a->rr + j) % nparts;
+				kd_cpart *p = mine[idx];
+				if (take[idx] >= p->len)
+					continue;
+				const rd_kafka_message_t *m = p->buf[(p->head + take[idx]) % p->cap];
+				if (bytes > 0 && bytes + m->len + m->key_len > max_bytes) {
+					bytes = max_bytes;
+					break;
+				}
+				bytes += m->len + m->key_len;
+				take[idx]++;
+				total++;
+				progress = true;
+			}
+		}
+		a->rr++;
+	} else {
+		nparts = 0;
+	}
+	msgpack_pack_map(pk, 3);
+	pack_cstr(pk, "topics");
+	msgpack_pack_array(pk, c->spec.n_topics);
+	for (uint32_t i = 0; i < c->spec.n_topics; i++)
+		pack_cstr(pk, c->spec.topics[i]);
+	pack_cstr(pk, "messages");
+	msgpack_pack_array(pk, total);
+	for (uint32_t j = 0; j < nparts; j++) {
+		kd_cpart *p = mine[j];
+		for (uint32_t i = 0; i < take[j]; i++) {
+			rd_kafka_message_t *m = p->buf[p->head];
+			pack_message(pk, m, p->tidx);
+			p->next_hand = m->offset + 1;
+			p->bytes -= m->len + m->key_len;
+			p->head = (p->head + 1) % p->cap;
+			p->len--;
+			rd_kafka_message_destroy(m);
+		}
+		if (p->paused && p->len < PART_BUF_MAX_MSGS / 2 && p->bytes < PART_BUF_MAX_BYTES / 2)
+			set_paused(c, p, false);
+	}
+	pack_cstr(pk, "events");
+	msgpack_pack_array(pk, a->n_events);
+	static const char *names[] = {"assigned", "revoked", "eof"};
+	for (uint32_t i = 0; i < a->n_events; i++) {
+		const kd_event *e = &a->events[i];
+		bool off = e->type == EV_EOF;
+		msgpack_pack_map(pk, off ? 4 : 3);
+		pack_kv_str(pk, "type", names[e->type]);
+		pack_kv_str(pk, "topic", c->spec.topics[e->tidx]);
+		pack_kv_int(pk, "partition", e->partition);
+		if (off)
+			pack_kv_int(pk, "offset", e->offset);
+	}
+	a->n_events = 0;
+	free(mine);
+	free(take);
+}
+
+static int check_held(kd_attach *a, const rd_kafka_topic_partition_list_t *l, char *err, size_t errlen)
+{
+	for (int i = 0; i < l->cnt; i++) {
+		int t = topic_index(a->c, l->elems[i].topic);
+		kd_cpart *p = t < 0 ? NULL : find_part(a->c, (uint32_t)t, l->elems[i].partition);
+		if (!p || p->holder != a) {
+			snprintf(err, errlen, "%s[%d] is not leased to this connection", l->elems[i].topic,
+				 l->elems[i].partition);
+			return KD_ERR_NOT_ASSIGNED;
+		}
+	}
+	return 0;
+}
+
+int attach_commit(kd_attach *a, const rd_kafka_topic_partition_list_t *offsets, uint64_t req_id, char *err,
+		  size_t errlen)
+{
+	kd_consumer *c = a->c;
+	if (!c->spec.group) {
+		snprintf(err, errlen, "this consumer has no group: nothing to commit to");
+		return KD_ERR_INVALID_STATE;
+	}
+	rd_kafka_topic_partition_list_t *l;
+	if (offsets) {
+		int rc = check_held(a, offsets, err, errlen);
+		if (rc)
+			return rc;
+		l = rd_kafka_topic_partition_list_copy(offsets);
+	} else {
+		l = rd_kafka_topic_partition_list_new(8);
+		for (kd_cpart *p = c->parts; p; p = p->next)
+			if (p->holder == a && p->next_hand != OFFSET_UNKNOWN)
+				rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition)->offset =
+					p->next_hand;
+	}
+	if (l->cnt == 0) {
+		rd_kafka_topic_partition_list_destroy(l);
+		return -1; /* nothing to commit */
+	}
+	int rc = commit_list(c, l, a->conn_id, req_id, err, errlen);
+	rd_kafka_topic_partition_list_destroy(l);
+	return rc;
+}
+
+int attach_seek(kd_attach *a, const rd_kafka_topic_partition_list_t *offsets, char *err, size_t errlen)
+{
+	kd_consumer *c = a->c;
+	int rc = check_held(a, offsets, err, errlen);
+	if (rc)
+		return rc;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(offsets);
+	for (int i = 0; i < l->cnt; i++) {
+		kd_cpart *p = find_part(c, (uint32_t)topic_index(c, l->elems[i].topic), l->elems[i].partition);
+		buf_clear(p);
+		p->commit_pos = OFFSET_UNKNOWN;
+		p->next_hand = OFFSET_UNKNOWN;
+		set_paused(c, p, false);
+	}
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e) {
+		snprintf(err, errlen, "seek: %s", rd_kafka_error_string(e));
+		rc = KD_ERR_KAFKA_BASE + rd_kafka_error_code(e);
+		rd_kafka_error_destroy(e);
+		return rc;
+	}
+	return 0;
+}
+
+rd_kafka_topic_partition_list_t *attach_partitions(const kd_attach *a)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	for (kd_cpart *p = a->c->parts; p; p = p->next)
+		if (p->holder == a)
+			rd_kafka_topic_partition_list_add(l, a->c->spec.topics[p->tidx], p->partition);
+	return l;
+}
