@@ -38,10 +38,28 @@ static void free_props(kd_prop *p)
 	}
 }
 
+static void free_consumers(kd_consumer_conf *k)
+{
+	while (k) {
+		kd_consumer_conf *n = k->next;
+		for (uint32_t i = 0; i < k->n_topics; i++)
+			free(k->topics[i]);
+		free(k->topics);
+		free(k->name);
+		free(k->cluster);
+		free(k->group);
+		free(k->assignor);
+		free(k->auto_offset_reset);
+		free(k);
+		k = n;
+	}
+}
+
 void config_free(kd_config *cfg)
 {
 	if (cfg == NULL)
 		return;
+	free_consumers(cfg->consumers);
 	kd_cluster_conf *c = cfg->clusters;
 	while (c) {
 		kd_cluster_conf *cn = c->next;
@@ -287,6 +305,74 @@ static int check_rdkafka_prop(struct parse_state *ps, const char *key, const cha
 	return 1;
 }
 
+static int cmp_strp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int consumer_key(struct parse_state *ps, const char *name, const char *key, const char *value)
+{
+	if (!valid_name(name))
+		return fail(ps, NULL, "[consumer %s]: consumer name must be [A-Za-z0-9._-]+", name);
+	kd_consumer_conf *k = ps->cfg->consumers, **tail = &ps->cfg->consumers;
+	for (; k && strcmp(k->name, name) != 0; k = k->next)
+		tail = &k->next;
+	if (!k) {
+		k = calloc(1, sizeof(*k));
+		if (!k || !(k->name = strdup(name))) {
+			free(k);
+			return fail(ps, key, "out of memory");
+		}
+		k->line = ps->line;
+		*tail = k;
+	}
+	if (strcmp(key, "cluster") == 0) {
+		free(k->cluster);
+		k->cluster = strdup(value);
+	} else if (strcmp(key, "mode") == 0) {
+		if (strcmp(value, "group") != 0)
+			return fail(ps, key, "declared consumers are Kafka-coordinated: mode must be 'group'");
+	} else if (strcmp(key, "group") == 0) {
+		if (!value[0])
+			return fail(ps, key, "must not be empty");
+		free(k->group);
+		k->group = strdup(value);
+	} else if (strcmp(key, "topics") == 0) {
+		char *copy = strdup(value), *save = NULL;
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!valid_name(t)) {
+				free(copy);
+				return fail(ps, key, "'%s' is not a valid topic name", t);
+			}
+			char **nt = realloc(k->topics, (k->n_topics + 1) * sizeof(char *));
+			if (!nt) {
+				free(copy);
+				return fail(ps, key, "out of memory");
+			}
+			k->topics = nt;
+			k->topics[k->n_topics++] = strdup(t);
+		}
+		free(copy);
+		qsort(k->topics, k->n_topics, sizeof(char *), cmp_strp);
+	} else if (strcmp(key, "assignor") == 0) {
+		if (strcmp(value, "range") && strcmp(value, "roundrobin") && strcmp(value, "cooperative-sticky"))
+			return fail(ps, key, "must be range, roundrobin or cooperative-sticky");
+		free(k->assignor);
+		k->assignor = strdup(value);
+	} else if (strcmp(key, "auto_offset_reset") == 0) {
+		if (strcmp(value, "earliest") && strcmp(value, "latest"))
+			return fail(ps, key, "must be earliest or latest");
+		free(k->auto_offset_reset);
+		k->auto_offset_reset = strdup(value);
+	} else if (strcmp(key, "auto_commit_interval_ms") == 0) {
+		uint64_t v;
+		if (!parse_uint(ps, key, value, 0, 86400000, 10, &v))
+			return 0;
+		k->auto_commit_interval_ms = (uint32_t)v;
+	} else {
+		return fail(ps, key, "unknown key in [consumer %s] (cluster, mode, group, topics, assignor, "
+				     "auto_offset_reset, auto_commit_interval_ms)", name);
+	}
+	return 1;
+}
+
 static int handler(void *user, const char *section, const char *key, const char *value)
 {
 	struct parse_state *ps = user;
@@ -294,6 +380,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 		return 0;
 	if (strcmp(section, "daemon") == 0)
 		return daemon_key(ps, key, value);
+	if (strncmp(section, "consumer ", 9) == 0)
+		return consumer_key(ps, section + 9, key, value);
 	if (strncmp(section, "cluster ", 8) == 0) {
 		const char *name = section + 8;
 		if (!valid_name(name))
@@ -342,7 +430,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 			return 0;
 		return add_prop(&t->props, key, value, ps->line) ? 1 : fail(ps, key, "out of memory");
 	}
-	return fail(ps, NULL, "unknown section [%s] (expected [daemon], [cluster NAME] or [topic CLUSTER:TOPIC])",
+	return fail(ps, NULL, "unknown section [%s] (expected [daemon], [cluster NAME], [topic CLUSTER:TOPIC] or "
+			      "[consumer NAME])",
 		    section);
 }
 
@@ -373,6 +462,19 @@ static int finish(struct parse_state *ps, int rc)
 	} else if (!config_cluster(cfg, cfg->default_cluster, strlen(cfg->default_cluster))) {
 		snprintf(ps->err, ps->errlen, "%s: default_cluster: no [cluster %s] section", ps->name, cfg->default_cluster);
 		return -1;
+	}
+	for (kd_consumer_conf *k = cfg->consumers; k; k = k->next) {
+		const char *missing = !k->group ? "group" : !k->n_topics ? "topics" : NULL;
+		if (missing) {
+			snprintf(ps->err, ps->errlen, "%s:%d: %s: missing in [consumer %s]", ps->name, k->line, missing,
+				 k->name);
+			return -1;
+		}
+		if (k->cluster && !config_cluster(cfg, k->cluster, strlen(k->cluster))) {
+			snprintf(ps->err, ps->errlen, "%s:%d: cluster: [consumer %s] names no [cluster %s]", ps->name, k->line,
+				 k->name, k->cluster);
+			return -1;
+		}
 	}
 	if (cfg->max_batch > cfg->max_pending) {
 		snprintf(ps->err, ps->errlen, "%s: max_batch: must not exceed max_pending (%u)", ps->name, cfg->max_pending);

@@ -36,6 +36,21 @@ typedef struct kd_cluster_conf {
 	struct kd_cluster_conf *next;
 } kd_cluster_conf;
 
+/* [consumer NAME]: a Kafka-coordinated consumer the daemon joins at startup
+ * and keeps (apps attach to it with a matching consumer_open). */
+typedef struct kd_consumer_conf {
+	char *name;
+	int line;
+	char *cluster;   /* NULL: default cluster */
+	char *group;
+	char **topics;   /* sorted */
+	uint32_t n_topics;
+	char *assignor;  /* NULL: range */
+	char *auto_offset_reset; /* "earliest" or "latest" */
+	uint32_t auto_commit_interval_ms;
+	struct kd_consumer_conf *next;
+} kd_consumer_conf;
+
 typedef struct kd_config {
 	char *path;
 	char *socket_path;
@@ -52,6 +67,7 @@ typedef struct kd_config {
 	uint32_t consumer_linger_ms; /* an unattached consumer leaves its group after this */
 	char *default_cluster;  /* NULL until loaded: then the first cluster */
 	kd_cluster_conf *clusters; /* in file order */
+	kd_consumer_conf *consumers; /* declared consumers, in file order */
 } kd_config;
 
 /* Fills cfg with defaults (no clusters). */

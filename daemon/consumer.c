@@ -803,6 +803,14 @@ void consumers_destroy(kd_consumers *cs)
 	free(cs);
 }
 
+int consumers_declare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen)
+{
+	spec->declared = true;
+	kd_consumer *c = consumer_new(cs, spec, err, errlen);
+	consumer_spec_free(spec);
+	return c ? 0 : -1;
+}
+
 int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, uint64_t conn_id, void *owner, kd_attach **out,
 		     char *err, size_t errlen)
 {

@@ -64,6 +64,10 @@ void consumers_close_all(kd_consumers *cs);
 uint32_t consumers_active(const kd_consumers *cs);
 void consumers_destroy(kd_consumers *cs);
 
+/* Creates a consumer declared in the config (group mode; kept with no
+ * attachment). Returns 0 or -1 with a message in err. */
+int consumers_declare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen);
+
 /* Attaches a connection to the consumer described by spec (which is moved
  * into the consumer when a new one is created, else freed). Returns 0 and
  * *out, or an error code (KD_ERR_* or KD_ERR_KAFKA_BASE + rd err) with a

@@ -211,6 +211,33 @@ static void on_signal(uv_signal_t *h, int signum)
 	begin_shutdown(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Joins the groups of the consumers declared in the config. */
+static int declare_consumers(kd_daemon *d)
+{
+	for (const kd_consumer_conf *k = d->cfg->consumers; k; k = k->next) {
+		kd_consumer_spec spec = {0};
+		spec.cluster = producers_cluster(d->producers, k->cluster, k->cluster ? (uint32_t)strlen(k->cluster) : 0);
+		spec.mode = KD_MODE_GROUP;
+		spec.group = strdup(k->group);
+		spec.topics = calloc(k->n_topics, sizeof(char *));
+		spec.partition_counts = calloc(k->n_topics, sizeof(int32_t));
+		for (uint32_t i = 0; spec.topics && i < k->n_topics; i++)
+			spec.topics[spec.n_topics++] = strdup(k->topics[i]);
+		spec.assignor = k->assignor ? strdup(k->assignor) : NULL;
+		spec.auto_offset_reset = k->auto_offset_reset && strcmp(k->auto_offset_reset, "earliest") == 0
+						 ? RD_KAFKA_OFFSET_BEGINNING
+						 : RD_KAFKA_OFFSET_END;
+		spec.auto_commit_interval_ms = k->auto_commit_interval_ms;
+		char err[512];
+		if (consumers_declare(d->consumers, &spec, err, sizeof(err)) != 0) {
+			log_error("[consumer %s]: %s", k->name, err);
+			return -1;
+		}
+		log_info("[consumer %s]: joining group %s", k->name, k->group);
+	}
+	return 0;
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
 	(void)t;
@@ -268,6 +295,10 @@ int daemon_run(kd_config *cfg)
 		producers_destroy(d.producers);
 		uv_loop_close(&loop);
 		return rc;
+	}
+	if (declare_consumers(&d) != 0) {
+		begin_shutdown(&d, "startup failure");
+		rc = 1;
 	}
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
