@@ -666,15 +666,12 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 	c->bootstrap = strdup(bootstrap);
 	if (set_conf(conf, "bootstrap.servers", bootstrap, err, errlen))
 		goto fail;
-	/* the cluster's properties that make sense for a consumer */
-	for (const kd_prop *pr = cc->props; pr; pr = pr->next) {
-		if (strncmp(pr->key, "security.", 9) == 0 || strncmp(pr->key, "sasl.", 5) == 0 ||
-		    strncmp(pr->key, "ssl.", 4) == 0 || strcmp(pr->key, "client.id") == 0 ||
-		    strncmp(pr->key, "socket.", 7) == 0 || strncmp(pr->key, "broker.", 7) == 0 ||
-		    strcmp(pr->key, "debug") == 0)
-			if (set_conf(conf, pr->key, pr->value, err, errlen))
-				goto fail;
-	}
+	/* The cluster section's librdkafka properties apply to consumers too
+	 * (librdkafka ignores producer-only ones with a notice); the settings
+	 * below are the daemon's and win. */
+	for (const kd_prop *pr = cc->props; pr; pr = pr->next)
+		if (strcmp(pr->key, "partitioner") != 0 && set_conf(conf, pr->key, pr->value, err, errlen))
+			goto fail;
 	const char *reset = c->spec.auto_offset_reset == RD_KAFKA_OFFSET_BEGINNING ? "earliest" : "latest";
 	if (set_conf(conf, "enable.auto.commit", "false", err, errlen) ||
 	    set_conf(conf, "enable.auto.offset.store", "false", err, errlen) ||
