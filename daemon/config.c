@@ -301,7 +301,7 @@ static int check_rdkafka_prop(struct parse_state *ps, const char *key, const cha
 		rd_kafka_conf_destroy(c);
 	}
 	if (r != RD_KAFKA_CONF_OK)
-		return fail(ps, key, "%s", errstr);
+		return fail(ps, key, "%.*s", (int)strcspn(errstr, "\r\n"), errstr); /* librdkafka may end it with \n */
 	return 1;
 }
 
