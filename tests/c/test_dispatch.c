@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -215,9 +216,13 @@ END_TEST
 /* (2) end to end                                                         */
 /* ===================================================================== */
 
+/* Made by main(), removed when every test has run: a failed assertion
+ * ends the forked test with _exit(), skipping its teardown. */
+static char base_dir[32];
+
 typedef struct daemon_proc {
 	pid_t pid;
-	char dir[64];
+	char dir[96];
 	char sock[128];
 	char conf[128];
 } daemon_proc;
@@ -241,7 +246,7 @@ static int try_connect(const char *path)
 static void daemon_start_with(daemon_proc *d, const char *extra)
 {
 	memset(d, 0, sizeof(*d));
-	snprintf(d->dir, sizeof(d->dir), "/tmp/kafkad-e2e-XXXXXX");
+	snprintf(d->dir, sizeof(d->dir), "%s/dXXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(d->dir));
 	snprintf(d->sock, sizeof(d->sock), "%s/k.sock", d->dir);
 	snprintf(d->conf, sizeof(d->conf), "%s/kafkad.conf", d->dir);
@@ -311,6 +316,7 @@ static void daemon_cleanup_dir(daemon_proc *d)
 	unlink(d->conf);
 	unlink(d->sock);
 	rmdir(d->dir);
+	d->dir[0] = '\0';
 }
 
 static void e2e_setup(void)
@@ -1728,6 +1734,15 @@ START_TEST(e2e_fuzz_requests)
 }
 END_TEST
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path); /* best effort */
+	return 0;
+}
+
 int main(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -1761,9 +1776,15 @@ int main(void)
 	tcase_add_test(tc, e2e_sigterm_with_messages_in_flight);
 	suite_add_tcase(s, tc);
 
+	snprintf(base_dir, sizeof(base_dir), "/tmp/kafkad-e2e-XXXXXX");
+	if (!mkdtemp(base_dir)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
