@@ -1,0 +1,3 @@
+module github.com/kafkad/kafkad/client-stubs/go
+
+go 1.24
