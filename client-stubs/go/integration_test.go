@@ -714,8 +714,12 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 	consumeErr := make(chan error, 1)
 	go func() {
-		_, err := co.Consume(ctx, 10, time.Hour)
-		consumeErr <- err
+		for { // events (assignment, eof) come first; then it waits
+			if _, err := co.Consume(ctx, 10, time.Hour); err != nil {
+				consumeErr <- err
+				return
+			}
+		}
 	}()
 	// messages: some sent and possibly delivered, the rest still batched
 	// (linger of an hour) when Close comes

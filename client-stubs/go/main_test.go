@@ -22,16 +22,22 @@ import (
 	"time"
 )
 
+// daemonProc is one kafkad process with its own directory, config and socket.
+type daemonProc struct {
+	dir     string
+	socket  string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
 var env struct {
 	repo      string
 	bootstrap string
 	kafkaDir  string
 	bin       string
-	dir       string
-	socket    string
-	logPath   string
-	daemon    *exec.Cmd
-	exited    chan struct{}
+	socket    string // the shared test daemon's
+	main      *daemonProc
 	setupErr  error
 }
 
@@ -42,26 +48,26 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	env.setupErr = startDaemon()
+	env.setupErr = setup()
 	if env.setupErr != nil {
 		fmt.Fprintf(os.Stderr, "kafkad integration tests cannot run: %v\n", env.setupErr)
 	}
 	code := m.Run()
-	if env.daemon != nil {
-		if err := stopDaemon(); err != nil {
-			fmt.Fprintf(os.Stderr, "kafkad did not stop cleanly: %v\n--- daemon log ---\n%s\n", err, daemonLog())
+	if d := env.main; d != nil {
+		if err := d.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "kafkad did not stop cleanly: %v\n--- daemon log ---\n%s\n", err, d.log())
 			code = 1
 		}
-	}
-	if env.dir != "" && code == 0 {
-		os.RemoveAll(env.dir)
-	} else if env.dir != "" {
-		fmt.Fprintf(os.Stderr, "daemon log kept in %s\n", env.logPath)
+		if code == 0 {
+			os.RemoveAll(d.dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "daemon log kept in %s\n", d.logPath)
+		}
 	}
 	return code
 }
 
-func startDaemon() error {
+func setup() error {
 	repo, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		return err
@@ -81,79 +87,113 @@ func startDaemon() error {
 	if _, err := os.Stat(env.bin); err != nil {
 		return fmt.Errorf("kafkad binary %s: %v (build it with `make build`, or set KAFKAD_BIN)", env.bin, err)
 	}
-	env.dir, err = os.MkdirTemp("", "kafkad-go-")
+	d, err := startDaemon("")
 	if err != nil {
 		return err
 	}
-	env.socket = filepath.Join(env.dir, "k.sock")
-	conf := filepath.Join(env.dir, "kafkad.conf")
-	text := fmt.Sprintf("[daemon]\nsocket = %s\nlog_level = info\nshutdown_timeout_ms = 5000\nconsumer_linger_ms = 1000\n"+
-		"[cluster main]\nbootstrap.servers = %s\n", env.socket, env.bootstrap)
+	env.main = d
+	env.socket = d.socket
+	return nil
+}
+
+// startDaemon starts a kafkad on the test broker; extra is added to its
+// [daemon] section.
+func startDaemon(extra string) (*daemonProc, error) {
+	dir, err := os.MkdirTemp("", "kafkad-go-")
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonProc{dir: dir, socket: filepath.Join(dir, "k.sock"), logPath: filepath.Join(dir, "kafkad.log")}
+	conf := filepath.Join(dir, "kafkad.conf")
+	text := fmt.Sprintf("[daemon]\nsocket = %s\nlog_level = info\nshutdown_timeout_ms = 5000\nconsumer_linger_ms = 1000\n%s"+
+		"[cluster main]\nbootstrap.servers = %s\n", d.socket, extra, env.bootstrap)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	env.logPath = filepath.Join(env.dir, "kafkad.log")
-	logf, err := os.Create(env.logPath)
+	logf, err := os.Create(d.logPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(env.bin, "-c", conf)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("starting %s: %v", env.bin, err)
+		return nil, fmt.Errorf("starting %s: %v", env.bin, err)
 	}
 	logf.Close()
-	env.daemon = cmd
-	env.exited = make(chan struct{})
+	d.cmd = cmd
+	d.exited = make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
-		close(env.exited)
+		close(d.exited)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-env.exited:
-			return fmt.Errorf("kafkad exited at startup (%v):\n%s", cmd.ProcessState, daemonLog())
+		case <-d.exited:
+			return nil, fmt.Errorf("kafkad exited at startup (%v):\n%s", cmd.ProcessState, d.log())
 		default:
 		}
-		if c, err := net.Dial("unix", env.socket); err == nil {
+		if c, err := net.Dial("unix", d.socket); err == nil {
 			c.Close()
-			return nil
+			return d, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("kafkad did not listen on %s within 30s:\n%s", env.socket, daemonLog())
+	_ = cmd.Process.Kill()
+	<-d.exited
+	return nil, fmt.Errorf("kafkad did not listen on %s within 30s:\n%s", d.socket, d.log())
 }
 
-func stopDaemon() error {
+// stop sends SIGTERM and checks that the daemon exits cleanly.
+func (d *daemonProc) stop() error {
 	select {
-	case <-env.exited:
-		return fmt.Errorf("kafkad had exited during the tests: %v", env.daemon.ProcessState)
+	case <-d.exited:
+		return fmt.Errorf("kafkad had exited during the tests: %v", d.cmd.ProcessState)
 	default:
 	}
-	_ = env.daemon.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-env.exited:
+	case <-d.exited:
 	case <-time.After(30 * time.Second):
-		_ = env.daemon.Process.Kill()
-		<-env.exited
+		_ = d.cmd.Process.Kill()
+		<-d.exited
 		return errors.New("kafkad did not exit within 30s of SIGTERM")
 	}
-	if !env.daemon.ProcessState.Success() {
-		return fmt.Errorf("kafkad exited with %v", env.daemon.ProcessState)
+	if !d.cmd.ProcessState.Success() {
+		return fmt.Errorf("kafkad exited with %v", d.cmd.ProcessState)
 	}
 	return nil
 }
 
-func daemonLog() string {
-	b, _ := os.ReadFile(env.logPath)
+func (d *daemonProc) log() string {
+	b, _ := os.ReadFile(d.logPath)
 	s := string(b)
 	if len(s) > 8000 {
 		s = "...\n" + s[len(s)-8000:]
 	}
 	return s
+}
+
+// extraDaemon starts a daemon of the test's own (stopped at its end).
+func extraDaemon(t testing.TB, extra string) *daemonProc {
+	t.Helper()
+	needDaemon(t)
+	d, err := startDaemon(extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Errorf("%v\n%s", err, d.log())
+		} else if !t.Failed() {
+			os.RemoveAll(d.dir)
+		} else {
+			t.Logf("daemon log kept in %s", d.logPath)
+		}
+	})
+	return d
 }
 
 // needDaemon fails the test when the harness could not start the daemon.
@@ -163,8 +203,8 @@ func needDaemon(t testing.TB) {
 		t.Fatalf("integration test needs the daemon on a real broker: %v", env.setupErr)
 	}
 	select {
-	case <-env.exited:
-		t.Fatalf("kafkad has exited (%v):\n%s", env.daemon.ProcessState, daemonLog())
+	case <-env.main.exited:
+		t.Fatalf("kafkad has exited (%v):\n%s", env.main.cmd.ProcessState, env.main.log())
 	default:
 	}
 }
