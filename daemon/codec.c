@@ -61,6 +61,62 @@ bool codec_str_eq(const char *s, uint32_t len, const char *lit)
 	return n == len && memcmp(s, lit, n) == 0;
 }
 
+char *codec_strdup(const char *p, uint32_t len)
+{
+	char *s = malloc((size_t)len + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, p, len);
+	s[len] = '\0';
+	return s;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t left)
+{
+	size_t n;
+	if (p[0] < 0x80)
+		return p[0] ? 1 : 0;
+	else if ((p[0] & 0xe0) == 0xc0 && p[0] >= 0xc2)
+		n = 2;
+	else if ((p[0] & 0xf0) == 0xe0)
+		n = 3;
+	else if ((p[0] & 0xf8) == 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (n > left)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+const char *codec_quote(char *dst, size_t dstlen, const char *p, uint32_t len)
+{
+	const size_t budget = dstlen > 16 ? dstlen - 4 : 0; /* room for "..." and NUL */
+	size_t o = 0, i = 0;
+	while (i < len) {
+		size_t n = utf8_seq((const unsigned char *)p + i, len - i);
+		size_t w = n ? n : 1;
+		if (o + w > budget || o >= 64)
+			break;
+		if (n && (unsigned char)p[i] >= 0x20)
+			memcpy(dst + o, p + i, n);
+		else
+			dst[o] = '?';
+		o += n && (unsigned char)p[i] >= 0x20 ? n : 1;
+		i += w;
+	}
+	if (i < len && o + 3 < dstlen) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o < dstlen ? o : dstlen - 1] = '\0';
+	return dst;
+}
+
 const msgpack_object *codec_map_get(const msgpack_object *map, const char *key)
 {
 	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)

@@ -49,6 +49,14 @@ int codec_obj_bytes(const msgpack_object *o, const char **p, uint32_t *len);
 int codec_get_bytes(const msgpack_object *map, const char *key, const char **p, uint32_t *len);
 int codec_get_array(const msgpack_object *map, const char *key, const msgpack_object_array **a);
 bool codec_str_eq(const char *s, uint32_t len, const char *lit);
+/* A NUL-terminated copy of a msgpack string (which has no terminator).
+ * Caller frees; NULL on allocation failure. */
+char *codec_strdup(const char *p, uint32_t len);
+/* Client input made safe to quote in an error message: at most ~64 bytes,
+ * cut on a UTF-8 character boundary, invalid bytes replaced by '?', "..."
+ * when cut. Writes into dst (>= 80 bytes) and returns it. */
+#define KD_QUOTE_MAX 80
+const char *codec_quote(char *dst, size_t dstlen, const char *p, uint32_t len);
 
 /* --- writing ------------------------------------------------------------
  * A kd_writer builds one frame in a growable buffer. The caller owns the

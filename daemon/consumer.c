@@ -716,6 +716,8 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 	c->open_handles = 4;
 	rd_kafka_queue_io_event_enable(c->q, c->pipefd[1], "1", 1);
 	uv_poll_start(&c->poll, UV_READABLE, on_consumer_poll);
+	/* the pipe is signalled on empty → non-empty only: catch up once */
+	uv_idle_start(&c->idle, on_consumer_idle);
 
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->spec.n_topics);
 	if (c->spec.mode == KD_MODE_GROUP) {

@@ -39,8 +39,8 @@ void dispatch_request(kd_session *s, const kd_request *req, const char *payload,
 {
 	const kd_op *op = dispatch_find(req->op, req->op_len);
 	if (op == NULL) {
-		session_reply_error(s, req, KD_ERR_UNKNOWN_OP, "unknown op '%.*s'", (int)(req->op_len > 64 ? 64 : req->op_len),
-				    req->op);
+		char q[KD_QUOTE_MAX];
+		session_reply_error(s, req, KD_ERR_UNKNOWN_OP, "unknown op '%s'", codec_quote(q, sizeof(q), req->op, req->op_len));
 		return;
 	}
 	op->handler(s, req, payload, len);

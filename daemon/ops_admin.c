@@ -21,6 +21,12 @@ void op_hello(kd_session *s, const kd_request *req, const char *payload, uint32_
 		session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "version: expected an integer");
 		return;
 	}
+	const char *client;
+	uint32_t client_len;
+	if (codec_get_str(req->args, "client", &client, &client_len) < 0) {
+		session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "client: expected a string");
+		return;
+	}
 	if (version < PROTOCOL_VERSION) {
 		session_reply_error(s, req, KD_ERR_UNSUPPORTED_VERSION, "this daemon speaks protocol version %d only",
 				    PROTOCOL_VERSION);
@@ -78,9 +84,9 @@ void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_
 		return;
 	}
 	kd_cluster *only = NULL;
+	char q[KD_QUOTE_MAX];
 	if (r > 0 && !(only = producers_cluster(d->producers, name, name_len))) {
-		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%.*s'",
-				    (int)(name_len > 64 ? 64 : name_len), name);
+		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%s'", codec_quote(q, sizeof(q), name, name_len));
 		return;
 	}
 	const kd_producer_counters *pc = producers_counters(d->producers);
@@ -282,9 +288,9 @@ void op_metadata(kd_session *s, const kd_request *req, const char *payload, uint
 		return;
 	}
 	kd_cluster *c = producers_cluster(s->d->producers, name, name_len);
+	char q[KD_QUOTE_MAX];
 	if (!c) {
-		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%.*s'",
-				    (int)(name_len > 64 ? 64 : name_len), name);
+		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%s'", codec_quote(q, sizeof(q), name, name_len));
 		return;
 	}
 	int64_t timeout = DEFAULT_METADATA_TIMEOUT_MS;
@@ -325,7 +331,7 @@ void op_metadata(kd_session *s, const kd_request *req, const char *payload, uint
 				session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "topics[%u]: expected a string", i);
 				return;
 			}
-			job->topics[i] = strndup(t->via.str.ptr, t->via.str.size);
+			job->topics[i] = codec_strdup(t->via.str.ptr, t->via.str.size);
 		}
 	}
 	if (uv_queue_work(s->d->loop, &job->work, metadata_work, metadata_done) != 0) {

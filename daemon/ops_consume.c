@@ -383,6 +383,7 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 	const msgpack_object *args = req->args;
 	const char *str;
 	uint32_t len = 0;
+	char q[KD_QUOTE_MAX];
 #define FAIL(code, ...)                                       \
 	do {                                                  \
 		session_reply_error(s, req, code, __VA_ARGS__); \
@@ -393,7 +394,7 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 		FAIL(KD_ERR_INVALID_ARGUMENT, "cluster: expected a string");
 	spec->cluster = producers_cluster(s->d->producers, r > 0 ? str : NULL, r > 0 ? len : 0);
 	if (!spec->cluster)
-		FAIL(KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%.*s'", (int)(len > 64 ? 64 : len), str);
+		FAIL(KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%s'", codec_quote(q, sizeof(q), str, len));
 	spec->mode = KD_MODE_SIMPLE;
 	r = codec_get_str(args, "mode", &str, &len);
 	if (r < 0)
@@ -413,7 +414,7 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 	if (r < 0 || (r > 0 && (len == 0 || len > 255)))
 		FAIL(KD_ERR_INVALID_ARGUMENT, "group: expected a string of 1..255 bytes");
 	if (r > 0)
-		spec->group = strndup(str, len);
+		spec->group = codec_strdup(str, len);
 	if (spec->mode == KD_MODE_GROUP && !spec->group)
 		FAIL(KD_ERR_INVALID_ARGUMENT, "group: required in group mode");
 	const msgpack_object_array *topics = NULL;
@@ -425,7 +426,7 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 		if (r <= 0)
 			FAIL(KD_ERR_INVALID_ARGUMENT, "topic: required (a string), or topics (a list)");
 		spec->topics = calloc(1, sizeof(char *));
-		spec->topics[0] = strndup(str, len);
+		spec->topics[0] = codec_strdup(str, len);
 		spec->n_topics = 1;
 	} else {
 		if (topics->size == 0 || topics->size > 1000)
@@ -434,7 +435,7 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 		for (uint32_t i = 0; i < topics->size; i++) {
 			if (topics->ptr[i].type != MSGPACK_OBJECT_STR)
 				FAIL(KD_ERR_INVALID_ARGUMENT, "topics[%u]: expected a string", i);
-			spec->topics[spec->n_topics++] = strndup(topics->ptr[i].via.str.ptr, topics->ptr[i].via.str.size);
+			spec->topics[spec->n_topics++] = codec_strdup(topics->ptr[i].via.str.ptr, topics->ptr[i].via.str.size);
 		}
 		qsort(spec->topics, spec->n_topics, sizeof(char *), cmp_str);
 		for (uint32_t i = 1; i < spec->n_topics; i++)
@@ -502,7 +503,7 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 		if (!codec_str_eq(str, len, "range") && !codec_str_eq(str, len, "roundrobin") &&
 		    !codec_str_eq(str, len, "cooperative-sticky"))
 			FAIL(KD_ERR_INVALID_ARGUMENT, "assignor: must be range, roundrobin or cooperative-sticky");
-		spec->assignor = strndup(str, len);
+		spec->assignor = codec_strdup(str, len);
 	}
 	int64_t ac = 0;
 	r = codec_get_int(args, "auto_commit_interval_ms", &ac);
@@ -834,7 +835,8 @@ void op_watermarks(kd_session *s, const kd_request *req, const char *payload, ui
 		return;
 	}
 	if (!c) {
-		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%.*s'", (int)(n > 64 ? 64 : n), str);
+		char q[KD_QUOTE_MAX];
+		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%s'", codec_quote(q, sizeof(q), str, n));
 		return;
 	}
 	const char *topic;
@@ -857,7 +859,7 @@ void op_watermarks(kd_session *s, const kd_request *req, const char *payload, ui
 		return;
 	}
 	q->rk = cluster_rk(c);
-	q->topic = strndup(topic, tlen);
+	q->topic = codec_strdup(topic, tlen);
 	q->partition = (int32_t)part;
 	q->timeout_ms = timeout;
 	start_query(s, req, q, watermarks_run);

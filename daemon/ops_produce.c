@@ -91,7 +91,8 @@ static int parse_produce(kd_session *s, const kd_request *req, produce_args *pa,
 	}
 	pa->cluster = producers_cluster(s->d->producers, r > 0 ? str : NULL, r > 0 ? len : 0);
 	if (pa->cluster == NULL) {
-		snprintf(why, whylen, "no cluster named '%.*s'", (int)(len > 64 ? 64 : len), str);
+		char q[KD_QUOTE_MAX];
+		snprintf(why, whylen, "no cluster named '%s'", codec_quote(q, sizeof(q), str, len));
 		return KD_ERR_UNKNOWN_CLUSTER;
 	}
 	r = codec_get_str(args, "topic", &str, &len);
@@ -101,8 +102,9 @@ static int parse_produce(kd_session *s, const kd_request *req, produce_args *pa,
 	}
 	pa->topic = cluster_topic(pa->cluster, str, len);
 	if (pa->topic == NULL) {
-		snprintf(why, whylen, "topic: '%.*s' is not a valid topic name ([A-Za-z0-9._-], 1..249 chars)",
-			 (int)(len > 64 ? 64 : len), str);
+		char q[KD_QUOTE_MAX];
+		snprintf(why, whylen, "topic: '%s' is not a valid topic name ([A-Za-z0-9._-], 1..249 chars)",
+			 codec_quote(q, sizeof(q), str, len));
 		return KD_ERR_INVALID_ARGUMENT;
 	}
 	pa->ack = KD_ACK_REPORT;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <uthash.h>
 
+#include "codec.h"
 #include "log.h"
 #include "partitioner.h"
 
@@ -174,6 +175,14 @@ void outbox_orphan(kd_producers *p, kd_outbox *ob)
 	ob->ops = NULL;
 	free_waiters(ob->waiters);
 	ob->waiters = NULL;
+	/* outcomes the connection never collected still count */
+	for (uint32_t i = 0; i < ob->runs_len; i++) {
+		const kd_run *r = &ob->runs[(ob->runs_head + i) % ob->runs_cap];
+		if (r->err)
+			p->counters.orphan_failed += r->count;
+		else
+			p->counters.orphan_delivered += r->count;
+	}
 	ob->runs_len = 0;
 	ob->queued = 0;
 	if (ob->inflight == 0)
@@ -499,6 +508,19 @@ static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *c
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		if (set_prop(conf, defaults[i][0], defaults[i][1], cc->name, err, errlen))
 			goto fail_conf;
+	/* A missing topic must fail as UNKNOWN_TOPIC_OR_PART, not time out: wait
+	 * for it to appear at most half the message timeout. */
+	for (const kd_prop *pr = cc->props; pr; pr = pr->next) {
+		long t = strcmp(pr->key, "message.timeout.ms") == 0 || strcmp(pr->key, "delivery.timeout.ms") == 0
+				 ? strtol(pr->value, NULL, 10)
+				 : 0;
+		if (t > 0 && t / 2 < 5000) {
+			char v[32];
+			snprintf(v, sizeof(v), "%ld", t / 2 > 0 ? t / 2 : 1);
+			if (set_prop(conf, "topic.metadata.propagation.max.ms", v, cc->name, err, errlen))
+				goto fail_conf;
+		}
+	}
 	if (strcmp(cc->bootstrap, "mock") == 0) {
 		if (set_prop(conf, "test.mock.num.brokers", "3", cc->name, err, errlen))
 			goto fail_conf;
@@ -538,6 +560,10 @@ static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *c
 	c->poll.data = c;
 	c->idle.data = c;
 	uv_poll_start(&c->poll, UV_READABLE, on_poll);
+	/* librdkafka signals the pipe only when the queue becomes non-empty:
+	 * events queued before it was enabled would never wake us. */
+	if (rd_kafka_queue_length(c->mainq) > 0)
+		uv_idle_start(&c->idle, on_idle);
 	return 0;
 fail_conf:
 	if (conf)
@@ -648,7 +674,7 @@ kd_topic *cluster_topic(kd_cluster *c, const char *name, uint32_t len)
 	if (t)
 		return t;
 	t = calloc(1, sizeof(*t));
-	if (!t || !(t->name = strndup(name, len))) {
+	if (!t || !(t->name = codec_strdup(name, len))) {
 		free(t);
 		return NULL;
 	}
