@@ -1,9 +1,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,8 +100,7 @@ kd_topic_conf *config_topic(const kd_cluster_conf *cc, const char *name)
 	return NULL;
 }
 
-/* Parser state: inih calls the handler right after reading a line through
- * our reader, so `line` is the line the handler is looking at. */
+/* Parser state; `line` is the line being looked at. */
 struct parse_state {
 	kd_config *cfg;
 	const char *name;
@@ -109,10 +108,8 @@ struct parse_state {
 	char *err;
 	size_t errlen;
 	bool failed;
-	/* string source */
-	const char *text;
-	/* file source */
-	FILE *fp;
+	int section_line;      /* line of the current [section] header */
+	int default_line;      /* line that set default_cluster */
 };
 
 static int fail(struct parse_state *ps, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -129,31 +126,6 @@ static int fail(struct parse_state *ps, const char *key, const char *fmt, ...)
 	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
 	va_end(ap);
 	return 0;
-}
-
-static char *reader_file(char *str, int num, void *stream)
-{
-	struct parse_state *ps = stream;
-	char *r = fgets(str, num, ps->fp);
-	if (r)
-		ps->line++;
-	return r;
-}
-
-static char *reader_string(char *str, int num, void *stream)
-{
-	struct parse_state *ps = stream;
-	if (*ps->text == '\0' || num < 2)
-		return NULL;
-	const char *nl = strchr(ps->text, '\n');
-	size_t n = nl ? (size_t)(nl - ps->text) + 1 : strlen(ps->text);
-	if (n > (size_t)num - 1)
-		n = (size_t)num - 1;
-	memcpy(str, ps->text, n);
-	str[n] = '\0';
-	ps->text += n;
-	ps->line++;
-	return str;
 }
 
 static int parse_uint(struct parse_state *ps, const char *key, const char *value, uint64_t min, uint64_t max,
@@ -221,6 +193,7 @@ static int daemon_key(struct parse_state *ps, const char *key, const char *value
 	if (strcmp(key, "default_cluster") == 0) {
 		free(cfg->default_cluster);
 		cfg->default_cluster = strdup(value);
+		ps->default_line = ps->line;
 		return 1;
 	}
 	static const struct {
@@ -273,7 +246,7 @@ static kd_cluster_conf *get_cluster(struct parse_state *ps, const char *name, bo
 	if (!c)
 		return NULL;
 	c->name = strdup(name);
-	c->line = ps->line;
+	c->line = ps->section_line;
 	kd_cluster_conf **tail = &ps->cfg->clusters;
 	while (*tail)
 		tail = &(*tail)->next;
@@ -320,7 +293,7 @@ static int consumer_key(struct parse_state *ps, const char *name, const char *ke
 			free(k);
 			return fail(ps, key, "out of memory");
 		}
-		k->line = ps->line;
+		k->line = ps->section_line;
 		*tail = k;
 	}
 	if (strcmp(key, "cluster") == 0) {
@@ -438,13 +411,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 static int finish(struct parse_state *ps, int rc)
 {
 	kd_config *cfg = ps->cfg;
-	if (rc != 0 || ps->failed) {
-		if (!ps->failed) {
-			ps->line = rc > 0 ? rc : ps->line;
-			fail(ps, NULL, rc == -2 ? "out of memory" : "syntax error (expected [section] or key = value)");
-		}
+	if (rc != 0 || ps->failed)
 		return -1;
-	}
 	if (cfg->clusters == NULL) {
 		ps->line = 0;
 		snprintf(ps->err, ps->errlen, "%s: no [cluster NAME] section (at least one is required)", ps->name);
@@ -460,7 +428,8 @@ static int finish(struct parse_state *ps, int rc)
 	if (cfg->default_cluster == NULL) {
 		cfg->default_cluster = strdup(cfg->clusters->name);
 	} else if (!config_cluster(cfg, cfg->default_cluster, strlen(cfg->default_cluster))) {
-		snprintf(ps->err, ps->errlen, "%s: default_cluster: no [cluster %s] section", ps->name, cfg->default_cluster);
+		snprintf(ps->err, ps->errlen, "%s:%d: default_cluster: no [cluster %s] section", ps->name, ps->default_line,
+			 cfg->default_cluster);
 		return -1;
 	}
 	for (kd_consumer_conf *k = cfg->consumers; k; k = k->next) {
@@ -483,26 +452,101 @@ static int finish(struct parse_state *ps, int rc)
 	return 0;
 }
 
+/* The INI dialect: "[section]" headers, "key = value" lines, comments
+ * starting with ';' or '#' (also after whitespace at the end of a value),
+ * surrounding whitespace ignored, no line-length limit. Stops at the first
+ * problem, so the error names the first bad line. */
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+static void strip_inline_comment(char *v)
+{
+	for (char *p = v; *p; p++)
+		if ((*p == ';' || *p == '#') && p > v && (p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+}
+
+static int parse_line(struct parse_state *ps, char *raw, char **section)
+{
+	char *line = trim(raw);
+	if (*line == '\0' || *line == ';' || *line == '#')
+		return 1;
+	if (*line == '[') {
+		char *close = strchr(line, ']');
+		if (!close || trim(close + 1)[0] != '\0')
+			return fail(ps, NULL, "syntax error: expected [section]");
+		*close = '\0';
+		free(*section);
+		*section = strdup(trim(line + 1));
+		ps->section_line = ps->line;
+		return *section ? 1 : fail(ps, NULL, "out of memory");
+	}
+	char *eq = strchr(line, '=');
+	if (!eq)
+		return fail(ps, NULL, "syntax error: expected key = value");
+	*eq = '\0';
+	char *key = trim(line), *value = eq + 1;
+	strip_inline_comment(value);
+	value = trim(value);
+	if (*key == '\0')
+		return fail(ps, NULL, "syntax error: empty key");
+	if (*section == NULL)
+		return fail(ps, key, "outside any [section]");
+	return handler(ps, *section, key, value);
+}
+
+static int parse_stream(struct parse_state *ps, FILE *fp)
+{
+	char *buf = NULL, *section = NULL;
+	size_t cap = 0;
+	int rc = 0;
+	while (getline(&buf, &cap, fp) >= 0) {
+		ps->line++;
+		if (!parse_line(ps, buf, &section)) {
+			rc = -1;
+			break;
+		}
+	}
+	free(buf);
+	free(section);
+	return rc;
+}
+
 int config_load(kd_config *cfg, const char *path, char *err, size_t errlen)
 {
 	struct parse_state ps = {.cfg = cfg, .name = path, .err = err, .errlen = errlen};
 	free(cfg->path);
 	cfg->path = strdup(path);
-	ps.fp = fopen(path, "r");
-	if (!ps.fp) {
+	FILE *fp = fopen(path, "r");
+	if (!fp) {
 		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
-	int rc = ini_parse_stream(reader_file, &ps, handler, &ps);
-	fclose(ps.fp);
+	int rc = parse_stream(&ps, fp);
+	fclose(fp);
 	return finish(&ps, rc);
 }
 
 int config_load_string(kd_config *cfg, const char *name, const char *text, char *err, size_t errlen)
 {
-	struct parse_state ps = {.cfg = cfg, .name = name, .err = err, .errlen = errlen, .text = text};
+	struct parse_state ps = {.cfg = cfg, .name = name, .err = err, .errlen = errlen};
 	free(cfg->path);
 	cfg->path = strdup(name);
-	int rc = ini_parse_stream(reader_string, &ps, handler, &ps);
+	FILE *fp = fmemopen((void *)text, strlen(text), "r");
+	if (!fp) {
+		snprintf(err, errlen, "%s: cannot read: %s", name, strerror(errno));
+		return -1;
+	}
+	int rc = parse_stream(&ps, fp);
+	fclose(fp);
 	return finish(&ps, rc);
 }

@@ -236,6 +236,10 @@ static void pack_reports_field(msgpack_packer *pk, kd_outbox *ob, uint64_t max)
 
 static bool room_for_report(const kd_session *s)
 {
+	/* nobody collects a closed connection's reports: only librdkafka's
+	 * queue limits it */
+	if (s->closing)
+		return true;
 	return s->ob->inflight_reported + s->ob->queued < s->d->cfg->max_pending;
 }
 

@@ -83,6 +83,49 @@ static void finish_draining(kd_session *s)
 		session_free(s);
 }
 
+/* Produce requests a closed connection sent completely are still executed
+ * (their responses go nowhere): only produce frames, in order, stopping at
+ * a held one. Other requests of a gone client are dropped. */
+static void drain_closed_input(kd_session *s)
+{
+	size_t off = 0;
+	const uint32_t max_frame = s->d->cfg->max_frame;
+	while (!s->held) {
+		uint32_t n;
+		if (codec_frame_check((const uint8_t *)s->rbuf + off, s->rlen - off, max_frame, &n) != KD_FRAME_READY)
+			break;
+		const char *payload = s->rbuf + off + KD_FRAME_HDR;
+		msgpack_object root;
+		kd_request req;
+		const char *why;
+		if (codec_decode_request(payload, n, &s->zone, &root, &req, &why) == 0 &&
+		    codec_str_eq(req.op, req.op_len, "produce"))
+			dispatch_request(s, &req, payload, n);
+		msgpack_zone_clear(&s->zone);
+		off += KD_FRAME_HDR + (size_t)n;
+	}
+	if (off > 0) {
+		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+		s->rlen -= off;
+	}
+}
+
+/* After a close: run what is left, then keep the session (and its outbox)
+ * until its held produce is enqueued, or let the outbox go now. */
+static void close_drain(kd_session *s)
+{
+	drain_closed_input(s);
+	if (s->held) {
+		log_info("connection #%llu closed with produce requests not yet enqueued (%u messages in the held "
+			 "one); enqueueing them as room appears",
+			 (unsigned long long)s->id, s->held->count - s->held->cursor);
+		s->next_draining = s->d->draining;
+		s->d->draining = s;
+	} else {
+		release_outbox(s);
+	}
+}
+
 void session_close(kd_session *s)
 {
 	if (s->closing)
@@ -92,20 +135,16 @@ void session_close(kd_session *s)
 	ops_consumer_detach_all(s);
 	HASH_DEL(d->sessions, s);
 	d->n_sessions--;
-	if (s->held) {
-		/* Every message of a fully received request is delivered, even if
-		 * its sender is gone: keep the outbox until the rest is enqueued. */
-		log_info("connection #%llu closed with a held produce request (%u messages not yet enqueued); "
-			 "enqueueing them as room appears",
-			 (unsigned long long)s->id, s->held->count - s->held->cursor);
-		s->next_draining = d->draining;
-		d->draining = s;
-	} else {
-		release_outbox(s);
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->pipe);
+		s->reading = false;
 	}
 	uv_close((uv_handle_t *)&s->pipe, on_handle_closed);
 	uv_close((uv_handle_t *)&s->poll_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&s->flush_timer, on_handle_closed);
+	/* inside session_process_input the buffer is in use: it drains on exit */
+	if (!s->processing)
+		close_drain(s);
 }
 
 void session_abandon_draining(kd_daemon *d)
@@ -407,13 +446,18 @@ again:;
 			ops_session_changed(s);
 		}
 	}
-	if (s->closing) {
-		s->processing = false;
-		return;
+	if (s->close_after_write) {
+		off = 0;
+		s->rlen = 0; /* after a framing error the rest of the stream cannot be trusted */
 	}
 	if (off > 0) {
 		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
 		s->rlen -= off;
+	}
+	if (s->closing) {
+		s->processing = false;
+		close_drain(s);
+		return;
 	}
 	/* give memory back after a big frame */
 	if (s->rlen == 0 && s->rcap > 4 * RBUF_INITIAL) {
@@ -439,6 +483,8 @@ void session_changed(kd_session *s)
 	if (s->closing) {
 		if (s->held) {
 			ops_session_changed(s);
+			if (!s->held)
+				drain_closed_input(s);
 			if (!s->held)
 				finish_draining(s);
 		}

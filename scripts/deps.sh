@@ -36,7 +36,7 @@ die() { echo "deps: error: $*" >&2; exit 1; }
 # ---------------------------------------------------------------- apt
 APT_PKGS=(
     librdkafka-dev libuv1-dev libmsgpack-dev libsystemd-dev check
-    libinih-dev libjansson-dev uthash-dev libzookeeper-mt-dev
+    libjansson-dev uthash-dev libzookeeper-mt-dev
     meson ninja-build pkg-config make gcc clang kcat
 )
 command -v java >/dev/null 2>&1 || APT_PKGS+=(default-jre-headless)
