@@ -78,7 +78,9 @@ type ConsumerConfig struct {
 	AutoCommitInterval time.Duration
 }
 
-// ConsumerMessage is one consumed record.
+// ConsumerMessage is one consumed record. Key, Value and header values
+// share the memory of the response they came in (never reused by the
+// client); a nil Value is a null value.
 type ConsumerMessage struct {
 	Topic     string
 	Partition int32

@@ -27,7 +27,7 @@ func TestExamples(t *testing.T) {
 	t.Parallel()
 	topic := createTopic(t, "examples")
 	bin := t.TempDir()
-	build := exec.Command(goTool(t), "build", "-o", bin, "./examples/producer", "./examples/consumer")
+	build := exec.Command(goTool(t), "build", "-buildvcs=false", "-o", bin, "./examples/producer", "./examples/consumer")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -679,8 +679,20 @@ func TestGroupConsumerCommitResume(t *testing.T) {
 	}
 }
 
-// clientGoroutines counts goroutines running code of a Client.
+// clientGoroutines counts goroutines running code of a Client, giving
+// goroutines that already signalled their end (deferred wg.Done) a moment
+// to be gone.
 func clientGoroutines() (int, string) {
+	for i := 0; ; i++ {
+		n, s := clientGoroutinesNow()
+		if n == 0 || i == 100 {
+			return n, s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func clientGoroutinesNow() (int, string) {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
@@ -705,7 +717,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := clientGoroutines(); n == 0 {
+	if n, _ := clientGoroutinesNow(); n == 0 {
 		t.Fatal("no client goroutines found: the leak check would see nothing")
 	}
 	co, err := c.OpenConsumer(ctx, ConsumerConfig{Topics: []string{topic}})
@@ -814,5 +826,62 @@ func TestDaemonGone(t *testing.T) {
 	}
 	if n, stacks := clientGoroutines(); n != 0 {
 		t.Fatalf("goroutines left:\n%s", stacks)
+	}
+}
+
+// TestConsumerErrors: the consumer ops' error codes (13-15 and Kafka ones).
+func TestConsumerErrors(t *testing.T) {
+	t.Parallel()
+	topic := createTopic(t, "cerr")
+	ctx := testCtx(t)
+	c, other := dial(t), dial(t)
+	if _, _, err := c.Watermarks(ctx, topic, 99); !errors.Is(err, ErrKafkaUnknownPartition) {
+		t.Errorf("watermarks of a missing partition: %v", err)
+	}
+	if _, err := c.OpenConsumer(ctx, ConsumerConfig{Topics: []string{topic}, Partitions: []int32{7}}); !errors.Is(err, ErrKafkaUnknownPartition) {
+		t.Errorf("consumer of a missing partition: %v", err)
+	}
+	co, err := c.OpenConsumer(ctx, ConsumerConfig{Topics: []string{topic}, Group: uniq("go-cerr"), Partitions: []int32{0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assigned := map[int32]bool{}
+	for len(assigned) < 2 {
+		b, err := co.Consume(ctx, 10, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range b.Events {
+			if e.Type == EventAssigned {
+				assigned[e.Partition] = true
+			}
+		}
+	}
+	if err := co.Seek(ctx, TopicPartitionOffset{topic, 3, 0}); !errors.Is(err, ErrNotAssigned) {
+		t.Errorf("seek on a partition not leased: %v", err)
+	}
+	if _, err := co.Commit(ctx, TopicPartitionOffset{topic, 3, 5}); !errors.Is(err, ErrNotAssigned) {
+		t.Errorf("commit on a partition not leased: %v", err)
+	}
+	if got, err := co.Commit(ctx, TopicPartitionOffset{topic, 0, 0}); err != nil || len(got) != 1 || got[0] != (TopicPartitionOffset{topic, 0, 0}) {
+		t.Errorf("commit p0@0: %v %v", got, err)
+	}
+	cm, err := co.Committed(ctx)
+	if err != nil || len(cm) != 2 {
+		t.Fatalf("committed: %v %v", cm, err)
+	}
+	for _, o := range cm {
+		if (o.Partition == 0 && o.Offset != 0) || (o.Partition == 1 && o.Offset != OffsetInvalid) {
+			t.Errorf("committed %+v", o)
+		}
+	}
+	if _, err := other.Call(ctx, "consume", map[string]any{"handle": int64(co.Handle())}); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("another connection's handle: %v", err)
+	}
+	if err := co.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := co.Close(ctx); !errors.Is(err, ErrUnknownHandle) {
+		t.Errorf("second close: %v", err)
 	}
 }
