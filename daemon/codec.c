@@ -17,10 +17,97 @@ int codec_frame_check(const uint8_t *buf, size_t len, uint32_t max_frame, uint32
 	return len - KD_FRAME_HDR >= n ? KD_FRAME_READY : KD_FRAME_NEED_MORE;
 }
 
+/* msgpack-c allocates a container's declared element count before reading
+ * it, so 6 bytes can ask for gigabytes. This walk checks that every declared
+ * count fits in the bytes that remain (each element takes at least one) and
+ * that nesting stays shallow, before msgpack-c sees the frame. */
+#define MAX_DEPTH 32
+
+static bool be_len(const uint8_t *p, size_t left, size_t width, uint64_t *out)
+{
+	if (left < width)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < width; i++)
+		v = (v << 8) | p[i];
+	*out = v;
+	return true;
+}
+
+/* 0: plausible; 1: malformed or implausible; 2: bytes after the value */
+static int plausible(const uint8_t *p, size_t len)
+{
+	uint64_t pending[MAX_DEPTH + 1]; /* elements still expected per level */
+	int depth = 0;
+	pending[0] = 1;
+	size_t i = 0;
+	while (depth >= 0) {
+		if (pending[depth] == 0) {
+			depth--;
+			continue;
+		}
+		pending[depth]--;
+		if (i >= len)
+			return 1;
+		uint8_t b = p[i++];
+		uint64_t n = 0, skip = 0, children = 0;
+		size_t left = len - i;
+		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+			/* fixint, nil, bool */
+		} else if (b >= 0x80 && b <= 0x8f) {
+			children = 2u * (b & 0x0f);
+		} else if (b >= 0x90 && b <= 0x9f) {
+			children = b & 0x0f;
+		} else if (b >= 0xa0 && b <= 0xbf) {
+			skip = b & 0x1f;
+		} else {
+			switch (b) {
+			case 0xc4: case 0xd9: if (!be_len(p + i, left, 1, &n)) return 1; skip = 1 + n; break;
+			case 0xc5: case 0xda: if (!be_len(p + i, left, 2, &n)) return 1; skip = 2 + n; break;
+			case 0xc6: case 0xdb: if (!be_len(p + i, left, 4, &n)) return 1; skip = 4 + n; break;
+			case 0xc7: if (!be_len(p + i, left, 1, &n)) return 1; skip = 2 + n; break;
+			case 0xc8: if (!be_len(p + i, left, 2, &n)) return 1; skip = 3 + n; break;
+			case 0xc9: if (!be_len(p + i, left, 4, &n)) return 1; skip = 5 + n; break;
+			case 0xca: skip = 4; break;
+			case 0xcb: skip = 8; break;
+			case 0xcc: case 0xd0: skip = 1; break;
+			case 0xcd: case 0xd1: skip = 2; break;
+			case 0xce: case 0xd2: skip = 4; break;
+			case 0xcf: case 0xd3: skip = 8; break;
+			case 0xd4: skip = 2; break;
+			case 0xd5: skip = 3; break;
+			case 0xd6: skip = 5; break;
+			case 0xd7: skip = 9; break;
+			case 0xd8: skip = 17; break;
+			case 0xdc: if (!be_len(p + i, left, 2, &n)) return 1; i += 2; children = n; break;
+			case 0xdd: if (!be_len(p + i, left, 4, &n)) return 1; i += 4; children = n; break;
+			case 0xde: if (!be_len(p + i, left, 2, &n)) return 1; i += 2; children = 2 * n; break;
+			case 0xdf: if (!be_len(p + i, left, 4, &n)) return 1; i += 4; children = 2 * n; break;
+			default: return 1; /* 0xc1: never used */
+			}
+		}
+		if (skip > len - i)
+			return 1;
+		i += (size_t)skip;
+		if (children) {
+			if (children > len - i || depth == MAX_DEPTH)
+				return 1;
+			pending[++depth] = children;
+		}
+	}
+	return i == len ? 0 : 2;
+}
+
 int codec_decode_request(const char *payload, size_t len, msgpack_zone *zone, msgpack_object *root,
 			 kd_request *req, const char **why)
 {
 	memset(req, 0, sizeof(*req));
+	int shape = plausible((const uint8_t *)payload, len);
+	if (shape != 0) {
+		*why = shape == 2 ? "frame holds more than one msgpack value"
+				  : "frame payload is not valid msgpack (or declares more elements than it holds)";
+		return KD_ERR_BAD_FRAME;
+	}
 	size_t off = 0;
 	msgpack_unpack_return r = msgpack_unpack(payload, len, &off, zone, root);
 	if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
