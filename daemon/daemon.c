@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +253,11 @@ int daemon_run(kd_config *cfg)
 	log_set_level(cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
+	/* Frames of up to max_frame come and go all the time: keep freed memory
+	 * in the heap instead of mapping and trimming it per request (measured:
+	 * about 10% of the daemon's CPU per produced message). */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	uv_loop_t loop;
 	if (uv_loop_init(&loop) != 0) {
 		log_error("cannot initialise the event loop");
