@@ -155,11 +155,12 @@ func (c *Client) Hello() HelloInfo { return c.hello }
 // client then that do not fit its buffer stay available to PollReports.
 func (c *Client) Reports() <-chan DeliveryReport { return c.reports }
 
-// Close sends what is still batched locally and closes the connection
-// without waiting for outcomes: report-mode messages whose outcome is not
-// known yet get a report with an error matching ErrConnectionLost (the
-// daemon still delivers every message it received). Call Flush first to
-// wait for the outcomes. Calls waiting on the connection return an error
+// Close sends what is still batched locally (as far as the daemon's
+// max_pending allows) and closes the connection without waiting for
+// outcomes: report-mode messages whose outcome is not known yet get a report
+// with an error matching ErrConnectionLost (the daemon still delivers every
+// message it received; messages never sent are not delivered). Call Flush
+// first to wait for the outcomes. Calls waiting on the connection return an error
 // matching ErrClosed. All goroutines of the client have ended when Close
 // returns.
 func (c *Client) Close() error {

@@ -456,7 +456,10 @@ func (c *Client) popOutqLocked() *outItem {
 
 // pumpLocked sends queued requests in order while the limits allow: the
 // daemon's max_pending (uncollected report-mode messages, SPEC 5.3) and the
-// write queue. force ignores the limits (Close).
+// write queue. force ignores the write queue limit (Close), never
+// max_pending: a produce the daemon holds for max_pending blocks the
+// connection's later requests, so the reports making room could not be
+// collected any more.
 func (c *Client) pumpLocked(force bool) {
 	sent := false
 	for c.outqHead < len(c.outq) {
@@ -465,14 +468,12 @@ func (c *Client) pumpLocked(force bool) {
 			c.popOutqLocked()
 			continue
 		}
-		if !force {
-			if c.wqBytes >= writeQueueLimit {
-				break
-			}
-			if it.frame == nil && it.ack == AckReport && c.sentRep > c.collected &&
-				c.sentRep-c.collected+uint64(it.n) > c.maxPending {
-				break
-			}
+		if !force && c.wqBytes >= writeQueueLimit {
+			break
+		}
+		if it.frame == nil && it.ack == AckReport && c.sentRep > c.collected &&
+			c.sentRep-c.collected+uint64(it.n) > c.maxPending {
+			break
 		}
 		c.popOutqLocked()
 		it.sent = true

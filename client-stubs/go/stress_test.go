@@ -402,3 +402,64 @@ func BenchmarkProduceAsync(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestCloseUnderMaxPending: Close with batches still waiting for room under
+// a tiny max_pending sends no more than the daemon takes, so the daemon sees
+// the close and delivers everything it was sent; every message gets one
+// report.
+func TestCloseUnderMaxPending(t *testing.T) {
+	t.Parallel()
+	d := extraDaemon(t, "max_pending = 8\nmax_batch = 4\n")
+	topic := createTopic(t, "closemp")
+	ctx := testCtx(t)
+	c, err := Dial(ctx, WithSocket(d.socket), WithPolledReports())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := c.Produce(ctx, topic, Message{Value: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	seen := map[uint64]bool{}
+	delivered := 0
+	for {
+		reps, err := c.PollReports(ctx, 0, 0)
+		if err != nil {
+			break
+		}
+		for _, r := range reps {
+			if seen[r.Seq] {
+				t.Fatalf("seq %d twice", r.Seq)
+			}
+			seen[r.Seq] = true
+			if r.Err == nil {
+				delivered++
+			} else if !errors.Is(r.Err, ErrConnectionLost) {
+				t.Fatalf("report %+v", r)
+			}
+		}
+	}
+	if len(seen) != 200 {
+		t.Fatalf("%d of 200 messages reported", len(seen))
+	}
+	// the daemon noticed the close: only the new connection is left
+	c2 := dial(t, WithSocket(d.socket))
+	for {
+		st, err := c2.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Daemon["connections"] == 1 && st.Daemon["reports_pending"] == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("daemon still has the closed connection: %v", st.Daemon)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := sumHigh(t, c2, topic); n < int64(delivered) || n > 200 {
+		t.Fatalf("topic holds %d messages, %d reported delivered", n, delivered)
+	}
+}
