@@ -89,9 +89,9 @@ func (h *HelloInfo) parse(res []byte) error {
 func (c *Client) Metadata(ctx context.Context, topics ...string) (*Metadata, error) {
 	args := c.clusterArgs(2)
 	if len(topics) > 0 {
-		args = append(args, MapEntry{"topics", topics})
+		args = append(args, mapEntry{"topics", topics})
 	}
-	args = append(args, MapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
+	args = append(args, mapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
 	res, err := c.call(ctx, "metadata", args)
 	if err != nil {
 		return nil, err
@@ -166,8 +166,8 @@ func parseStats(res []byte) (*Stats, error) {
 // next offset to be written).
 func (c *Client) Watermarks(ctx context.Context, topic string, partition int32) (low, high int64, err error) {
 	args := c.clusterArgs(3)
-	args = append(args, MapEntry{"topic", topic}, MapEntry{"partition", partition},
-		MapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
+	args = append(args, mapEntry{"topic", topic}, mapEntry{"partition", partition},
+		mapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
 	res, err := c.call(ctx, "watermarks", args)
 	if err != nil {
 		return 0, 0, err

@@ -123,7 +123,7 @@ func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 	c.wg.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
-	res, err := c.call(dctx, "hello", Map{{"version", protocolVersion}, {"client", cfg.clientName}})
+	res, err := c.call(dctx, "hello", omap{{"version", protocolVersion}, {"client", cfg.clientName}})
 	if err == nil {
 		err = c.hello.parse(res)
 	}
@@ -454,7 +454,7 @@ func (c *Client) handleFrame(payload []byte) error {
 
 // startCall registers a request and queues its frame; the caller waits on
 // the returned request's channel.
-func (c *Client) startCall(op string, args Map) (uint64, *request, error) {
+func (c *Client) startCall(op string, args omap) (uint64, *request, error) {
 	var ab []byte
 	if args != nil {
 		var err error
@@ -511,7 +511,7 @@ func (c *Client) await(ctx context.Context, id uint64, r *request) ([]byte, erro
 }
 
 // call sends op and waits for its raw result.
-func (c *Client) call(ctx context.Context, op string, args Map) ([]byte, error) {
+func (c *Client) call(ctx context.Context, op string, args omap) ([]byte, error) {
 	id, r, err := c.startCall(op, args)
 	if err != nil {
 		return nil, err
@@ -527,10 +527,10 @@ func (c *Client) maxPayload() int {
 }
 
 // clusterArgs starts an args map with the client's cluster, if any.
-func (c *Client) clusterArgs(n int) Map {
-	m := make(Map, 0, n+1)
+func (c *Client) clusterArgs(n int) omap {
+	m := make(omap, 0, n+1)
 	if c.cfg.cluster != "" {
-		m = append(m, MapEntry{"cluster", c.cfg.cluster})
+		m = append(m, mapEntry{"cluster", c.cfg.cluster})
 	}
 	return m
 }

@@ -41,7 +41,7 @@ func loadVectors(t testing.TB) []vector {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		m := top.(Map)
+		m := top.(omap)
 		get := func(k string) any { v, _ := m.Get(k); return v }
 		b, err := hex.DecodeString(get("msgpack_hex").(string))
 		if err != nil {
@@ -52,7 +52,7 @@ func loadVectors(t testing.TB) []vector {
 	return out
 }
 
-// parseOrderedJSON decodes JSON keeping object key order (as Map), turning
+// parseOrderedJSON decodes JSON keeping object key order (as omap), turning
 // {"$bin": hex} into []byte and integers into int64 (uint64 above MaxInt64).
 func parseOrderedJSON(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -84,7 +84,7 @@ func jsonValue(dec *json.Decoder) (any, error) {
 			_, err := dec.Token()
 			return l, err
 		case '{':
-			m := Map{}
+			m := omap{}
 			for dec.More() {
 				kt, err := dec.Token()
 				if err != nil {
@@ -94,7 +94,7 @@ func jsonValue(dec *json.Decoder) (any, error) {
 				if err != nil {
 					return nil, err
 				}
-				m = append(m, MapEntry{kt.(string), v})
+				m = append(m, mapEntry{kt.(string), v})
 			}
 			if _, err := dec.Token(); err != nil {
 				return nil, err
@@ -175,7 +175,7 @@ func testClient(cfg config) *Client {
 func TestVectorsClientEncoders(t *testing.T) {
 	frame := func(b []byte) []byte { return b[4:] }
 
-	hello, _ := appendValue(nil, Map{{"version", 1}, {"client", "kafkad-python/0.1"}})
+	hello, _ := appendValue(nil, omap{{"version", 1}, {"client", "kafkad-python/0.1"}})
 	if got, want := frame(encodeRequest(1, "hello", hello)), vectorByName(t, "hello_request").Bytes; !bytes.Equal(got, want) {
 		t.Errorf("hello: %x != %x", got, want)
 	}
@@ -435,7 +435,7 @@ func randValue(r *rand.Rand, depth int, budget *int) any {
 		r.Read(b)
 		return b
 	case 8:
-		return Ext{Type: int8(r.Intn(128)), Data: make([]byte, []int{1, 2, 3, 4, 8, 16, 300}[r.Intn(7)])}
+		return extValue{Type: int8(r.Intn(128)), Data: make([]byte, []int{1, 2, 3, 4, 8, 16, 300}[r.Intn(7)])}
 	case 9, 10:
 		l := make([]any, []int{0, 3, 15, 16, 40}[r.Intn(5)])
 		for i := range l {
@@ -443,9 +443,9 @@ func randValue(r *rand.Rand, depth int, budget *int) any {
 		}
 		return l
 	default:
-		m := Map{}
+		m := omap{}
 		for i, n := 0, []int{0, 2, 15, 16, 20}[r.Intn(5)]; i < n; i++ {
-			m = append(m, MapEntry{fmt.Sprintf("k%d", i), randValue(r, depth+1, budget)})
+			m = append(m, mapEntry{fmt.Sprintf("k%d", i), randValue(r, depth+1, budget)})
 		}
 		return m
 	}
@@ -479,7 +479,7 @@ func normalize(v any) any {
 	switch x := v.(type) {
 	case []byte:
 		return "bin:" + hex.EncodeToString(x)
-	case Ext:
+	case extValue:
 		return fmt.Sprintf("ext%d:%x", x.Type, x.Data)
 	case []any:
 		out := make([]any, len(x))
@@ -487,10 +487,10 @@ func normalize(v any) any {
 			out[i] = normalize(x[i])
 		}
 		return out
-	case Map:
-		out := make(Map, len(x))
+	case omap:
+		out := make(omap, len(x))
 		for i := range x {
-			out[i] = MapEntry{x[i].Key, normalize(x[i].Value)}
+			out[i] = mapEntry{x[i].Key, normalize(x[i].Value)}
 		}
 		return out
 	}

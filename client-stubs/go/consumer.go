@@ -136,43 +136,43 @@ type consumeCall struct {
 // OpenConsumer attaches this connection to the daemon-held consumer that
 // cfg describes (creating it if needed) and returns its handle.
 func (c *Client) OpenConsumer(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
-	args := make(Map, 0, 10)
+	args := make(omap, 0, 10)
 	if cfg.Cluster != "" {
-		args = append(args, MapEntry{"cluster", cfg.Cluster})
+		args = append(args, mapEntry{"cluster", cfg.Cluster})
 	} else if c.cfg.cluster != "" {
-		args = append(args, MapEntry{"cluster", c.cfg.cluster})
+		args = append(args, mapEntry{"cluster", c.cfg.cluster})
 	}
 	if cfg.Mode != "" {
-		args = append(args, MapEntry{"mode", string(cfg.Mode)})
+		args = append(args, mapEntry{"mode", string(cfg.Mode)})
 	}
 	if len(cfg.Topics) == 0 {
 		return nil, invalidArg("topics: at least one topic is needed")
 	}
-	args = append(args, MapEntry{"topics", cfg.Topics})
+	args = append(args, mapEntry{"topics", cfg.Topics})
 	if cfg.Group != "" {
-		args = append(args, MapEntry{"group", cfg.Group})
+		args = append(args, mapEntry{"group", cfg.Group})
 	}
 	if len(cfg.Partitions) > 0 {
-		args = append(args, MapEntry{"partitions", cfg.Partitions})
+		args = append(args, mapEntry{"partitions", cfg.Partitions})
 	}
 	if len(cfg.Offsets) > 0 {
 		l := make([]any, len(cfg.Offsets))
 		for i, o := range cfg.Offsets {
 			l[i] = []any{o.Partition, o.Offset}
 		}
-		args = append(args, MapEntry{"offsets", l})
+		args = append(args, mapEntry{"offsets", l})
 	}
 	if cfg.AutoOffsetReset != "" {
-		args = append(args, MapEntry{"auto_offset_reset", string(cfg.AutoOffsetReset)})
+		args = append(args, mapEntry{"auto_offset_reset", string(cfg.AutoOffsetReset)})
 	}
 	if cfg.ResetOffsetOnStart {
-		args = append(args, MapEntry{"reset_offset_on_start", true})
+		args = append(args, mapEntry{"reset_offset_on_start", true})
 	}
 	if cfg.Assignor != "" {
-		args = append(args, MapEntry{"assignor", cfg.Assignor})
+		args = append(args, mapEntry{"assignor", cfg.Assignor})
 	}
 	if cfg.AutoCommitInterval > 0 {
-		args = append(args, MapEntry{"auto_commit_interval_ms", max(1, cfg.AutoCommitInterval.Milliseconds())})
+		args = append(args, mapEntry{"auto_commit_interval_ms", max(1, cfg.AutoCommitInterval.Milliseconds())})
 	}
 	res, err := c.call(ctx, "consumer_open", args)
 	if err != nil {
@@ -218,7 +218,7 @@ func (co *Consumer) Consume(ctx context.Context, maxMessages int, timeout time.D
 			maxMessages = 1000
 		}
 		ms := min(max(int64(0), timeout.Milliseconds()), 3600000)
-		id, r, err := co.c.startCall("consume", Map{{"handle", co.handle}, {"max", maxMessages}, {"timeout_ms", ms}})
+		id, r, err := co.c.startCall("consume", omap{{"handle", co.handle}, {"max", maxMessages}, {"timeout_ms", ms}})
 		if err != nil {
 			return Batch{}, err
 		}
@@ -399,9 +399,9 @@ func parseTPOList(res []byte, what string) ([]TopicPartitionOffset, error) {
 // group; with none it commits everything this connection received. Returns
 // what was committed, once the group coordinator acknowledged it.
 func (co *Consumer) Commit(ctx context.Context, offsets ...TopicPartitionOffset) ([]TopicPartitionOffset, error) {
-	args := Map{{"handle", co.handle}}
+	args := omap{{"handle", co.handle}}
 	if len(offsets) > 0 {
-		args = append(args, MapEntry{"offsets", tpoList(offsets)})
+		args = append(args, mapEntry{"offsets", tpoList(offsets)})
 	}
 	res, err := co.c.call(ctx, "commit", args)
 	if err != nil {
@@ -413,15 +413,15 @@ func (co *Consumer) Commit(ctx context.Context, offsets ...TopicPartitionOffset)
 // Committed returns the group's committed offsets of the given partitions
 // (default: all the consumer holds); OffsetInvalid when nothing is committed.
 func (co *Consumer) Committed(ctx context.Context, partitions ...TopicPartition) ([]TopicPartitionOffset, error) {
-	args := Map{{"handle", co.handle}}
+	args := omap{{"handle", co.handle}}
 	if len(partitions) > 0 {
 		l := make([]any, len(partitions))
 		for i, p := range partitions {
 			l[i] = []any{p.Topic, p.Partition}
 		}
-		args = append(args, MapEntry{"partitions", l})
+		args = append(args, mapEntry{"partitions", l})
 	}
-	args = append(args, MapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
+	args = append(args, mapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
 	res, err := co.c.call(ctx, "committed", args)
 	if err != nil {
 		return nil, err
@@ -433,7 +433,7 @@ func (co *Consumer) Committed(ctx context.Context, partitions ...TopicPartition)
 // (OffsetBeginning, OffsetEnd or an offset); buffered messages of those
 // partitions are dropped.
 func (co *Consumer) Seek(ctx context.Context, offsets ...TopicPartitionOffset) error {
-	_, err := co.c.call(ctx, "seek", Map{{"handle", co.handle}, {"offsets", tpoList(offsets)}})
+	_, err := co.c.call(ctx, "seek", omap{{"handle", co.handle}, {"offsets", tpoList(offsets)}})
 	return err
 }
 
@@ -442,7 +442,7 @@ func (co *Consumer) Seek(ctx context.Context, offsets ...TopicPartitionOffset) e
 // the last detach closes the Kafka consumer. A Consume waiting meanwhile
 // returns what the daemon had for it.
 func (co *Consumer) Close(ctx context.Context) error {
-	_, err := co.c.call(ctx, "consumer_close", Map{{"handle", co.handle}})
+	_, err := co.c.call(ctx, "consumer_close", omap{{"handle", co.handle}})
 	if err == nil {
 		co.closed.Store(true)
 	}

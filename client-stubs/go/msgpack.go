@@ -5,13 +5,13 @@ package kafkad
 // Encoding is canonical: every integer in its smallest encoding (non-negative
 // values in the positive fixint/uint family, negative ones in the negative
 // fixint/int family), str as str (str8 from 32 bytes on), []byte as bin, and
-// map entries in the order given (Map) or sorted by key (map[string]any).
+// map entries in the order given (omap) or sorted by key (map[string]any).
 // This is what Python's msgpack (use_bin_type=True) writes, so the protocol
 // vectors are reproduced byte for byte.
 //
 // Decoding accepts every msgpack type. Integers decode to int64, or uint64
 // when above math.MaxInt64; str to string; bin to []byte (aliasing the input);
-// float32/float64 to float64; ext to Ext.
+// float32/float64 to float64; ext to extValue.
 
 import (
 	"encoding/binary"
@@ -21,17 +21,17 @@ import (
 	"sort"
 )
 
-// MapEntry is one key/value pair of a Map.
-type MapEntry struct {
+// mapEntry is one key/value pair of an omap.
+type mapEntry struct {
 	Key   string
 	Value any
 }
 
-// Map is a msgpack map whose entries keep their order on the wire.
-type Map []MapEntry
+// omap is a msgpack map whose entries keep their order on the wire.
+type omap []mapEntry
 
 // Get returns the value for key and whether it is present.
-func (m Map) Get(key string) (any, bool) {
+func (m omap) Get(key string) (any, bool) {
 	for i := range m {
 		if m[i].Key == key {
 			return m[i].Value, true
@@ -40,14 +40,14 @@ func (m Map) Get(key string) (any, bool) {
 	return nil, false
 }
 
-// Ext is a msgpack extension value (not used by the protocol; kept when decoded).
-type Ext struct {
+// extValue is a msgpack extension value (not used by the protocol; kept when decoded).
+type extValue struct {
 	Type int8
 	Data []byte
 }
 
-// RawMsgpack is an already-encoded msgpack value, written as is.
-type RawMsgpack []byte
+// rawMsgpack is an already-encoded msgpack value, written as is.
+type rawMsgpack []byte
 
 var errShort = errors.New("msgpack: truncated input")
 
@@ -164,8 +164,8 @@ func appendMapHeader(b []byte, n int) []byte {
 }
 
 // appendValue encodes a Go value. Supported: nil, bool, all integer kinds,
-// float32/64, string, []byte, RawMsgpack, Map, map[string]any, []any, and
-// slices of string, int, int32, int64, []any and Map.
+// float32/64, string, []byte, rawMsgpack, omap, map[string]any, []any, and
+// slices of string, int, int32, int64, []any and omap.
 func appendValue(b []byte, v any) ([]byte, error) {
 	return appendValueDepth(b, v, 0)
 }
@@ -211,11 +211,11 @@ func appendValueDepth(b []byte, v any, depth int) ([]byte, error) {
 			return appendNil(b), nil
 		}
 		return appendBin(b, x), nil
-	case RawMsgpack:
+	case rawMsgpack:
 		return append(b, x...), nil
-	case Ext:
+	case extValue:
 		return appendExt(b, x), nil
-	case Map:
+	case omap:
 		b = appendMapHeader(b, len(x))
 		for _, e := range x {
 			b = appendStr(b, e.Key)
@@ -246,7 +246,7 @@ func appendValueDepth(b []byte, v any, depth int) ([]byte, error) {
 			}
 		}
 		return b, nil
-	case []Map:
+	case []omap:
 		b = appendArrayHeader(b, len(x))
 		for _, e := range x {
 			if b, err = appendValueDepth(b, e, depth+1); err != nil {
@@ -282,7 +282,7 @@ func appendValueDepth(b []byte, v any, depth int) ([]byte, error) {
 	return b, fmt.Errorf("msgpack: cannot encode %T", v)
 }
 
-func appendExt(b []byte, x Ext) []byte {
+func appendExt(b []byte, x extValue) []byte {
 	n := len(x.Data)
 	switch n {
 	case 1:
@@ -622,7 +622,7 @@ func (d *decoder) raw() ([]byte, error) {
 	return d.b[start:d.i:d.i], nil
 }
 
-// readValue decodes one value; maps become Map (ordered) or map[string]any.
+// readValue decodes one value; maps become omap (ordered) or map[string]any.
 func (d *decoder) readValue(ordered bool) (any, error) {
 	return d.valueDepth(ordered, 0, false)
 }
@@ -707,10 +707,10 @@ func (d *decoder) valueDepth(ordered bool, depth int, skipOnly bool) (any, error
 			}
 			return nil, nil
 		}
-		var om Map
+		var om omap
 		var um map[string]any
 		if ordered {
-			om = make(Map, 0, n)
+			om = make(omap, 0, n)
 		} else {
 			um = make(map[string]any, n)
 		}
@@ -724,7 +724,7 @@ func (d *decoder) valueDepth(ordered bool, depth int, skipOnly bool) (any, error
 				return nil, err
 			}
 			if ordered {
-				om = append(om, MapEntry{string(kb), v})
+				om = append(om, mapEntry{string(kb), v})
 			} else {
 				um[string(kb)] = v
 			}
@@ -765,7 +765,7 @@ func (d *decoder) valueDepth(ordered bool, depth int, skipOnly bool) (any, error
 		if err != nil {
 			return nil, err
 		}
-		return Ext{Type: int8(t[0]), Data: data}, nil
+		return extValue{Type: int8(t[0]), Data: data}, nil
 	}
 }
 

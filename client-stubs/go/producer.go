@@ -952,7 +952,7 @@ func (c *Client) Flush(ctx context.Context) (int, error) {
 	c.mu.Unlock()
 
 	for {
-		res, err := c.call(ctx, "flush", Map{{"timeout_ms", timeoutMs(ctx, 10000, 3600000)}})
+		res, err := c.call(ctx, "flush", omap{{"timeout_ms", timeoutMs(ctx, 10000, 3600000)}})
 		if err != nil {
 			c.mu.Lock()
 			n := c.unfinishedLocked(target)
