@@ -474,9 +474,12 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// normalize makes empty byte slices comparable (decoding aliases the input).
+// normalize makes values comparable with DeepEqual: byte slices by content
+// (decoding aliases the input), floats by bits.
 func normalize(v any) any {
 	switch x := v.(type) {
+	case float64:
+		return fmt.Sprintf("float:%x", math.Float64bits(x)) // NaN == NaN
 	case []byte:
 		return "bin:" + hex.EncodeToString(x)
 	case extValue:
@@ -624,5 +627,94 @@ func TestClientSeqs(t *testing.T) {
 	r := s.run(1, 3, "t", 0, 0, nil)
 	if r.seqAt(0) != 6 || r.seqAt(2) != 9 {
 		t.Fatalf("run %+v", r)
+	}
+}
+
+// TestSeqMapRandom: requests (some rejected, some numbered with gaps) whose
+// results and report runs arrive in random interleavings; every message is
+// reported exactly once, with its own offset.
+func TestSeqMapRandom(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for round := 0; round < 300; round++ {
+		type req struct {
+			cs     clientSeqs
+			n      int
+			dstart uint64
+		}
+		var reqs []req
+		nextC, nextD := uint64(1), uint64(1)
+		for i, nreq := 0, 1+r.Intn(8); i < nreq; i++ {
+			n := 1 + r.Intn(20)
+			var cs clientSeqs
+			for k := 0; k < n; k++ {
+				nextC += uint64(r.Intn(2) * r.Intn(3)) // gaps: other topics' messages
+				cs.add(k, nextC)
+				nextC++
+			}
+			if r.Intn(5) == 0 { // rejected: no daemon numbers
+				continue
+			}
+			nextD += uint64(r.Intn(2) * r.Intn(4)) // wait-mode requests in between
+			reqs = append(reqs, req{cs, n, nextD})
+			nextD += uint64(n)
+		}
+		// expected: client seq -> offset (daemon seq d gets offset 1000+d)
+		want := map[uint64]int64{}
+		var daemonSeqs []uint64
+		for _, q := range reqs {
+			for k := 0; k < q.n; k++ {
+				one := q.cs.run(k, 1, "", 0, 0, nil)
+				want[one.seqAt(0)] = 1000 + int64(q.dstart) + int64(k)
+				daemonSeqs = append(daemonSeqs, q.dstart+uint64(k))
+			}
+		}
+		// runs: consecutive daemon seqs merged at random
+		var runs []wireRun
+		for i := 0; i < len(daemonSeqs); {
+			j := i + 1
+			for j < len(daemonSeqs) && daemonSeqs[j] == daemonSeqs[j-1]+1 && r.Intn(4) != 0 {
+				j++
+			}
+			runs = append(runs, wireRun{seq: daemonSeqs[i], count: j - i, offset: 1000 + int64(daemonSeqs[i])})
+			i = j
+		}
+		// events: each result and each run, shuffled
+		type event struct {
+			isRun bool
+			i     int
+		}
+		var evs []event
+		for i := range reqs {
+			evs = append(evs, event{false, i})
+		}
+		for i := range runs {
+			evs = append(evs, event{true, i})
+		}
+		r.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		var m seqMap
+		got := map[uint64]int64{}
+		out := func(cr clientRun) {
+			for k := 0; k < cr.count; k++ {
+				rep := cr.report(k)
+				if _, dup := got[rep.Seq]; dup {
+					t.Fatalf("round %d: seq %d twice", round, rep.Seq)
+				}
+				got[rep.Seq] = rep.Offset
+			}
+		}
+		for _, e := range evs {
+			if e.isRun {
+				m.translate(runs[e.i], out)
+			} else {
+				q := reqs[e.i]
+				m.add(q.dstart, q.n, q.cs, "", out)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d:\n got  %v\n want %v", round, got, want)
+		}
+		if len(m.segs) != 0 || len(m.parked) != 0 {
+			t.Fatalf("round %d: %d segments, %d parked runs left", round, len(m.segs), len(m.parked))
+		}
 	}
 }
