@@ -885,3 +885,64 @@ func TestConsumerErrors(t *testing.T) {
 		t.Errorf("second close: %v", err)
 	}
 }
+
+// TestConsumerOptions: explicit partitions and start offsets (simple mode),
+// and daemon-side auto-commit (group mode).
+func TestConsumerOptions(t *testing.T) {
+	t.Parallel()
+	topic := createTopic(t, "copts")
+	c := dial(t, WithPolledReports())
+	ctx := testCtx(t)
+	msgs := make([]Message, 10)
+	for i := range msgs {
+		msgs[i] = Message{Value: []byte(fmt.Sprint(i)), Partition: Int32(1)}
+	}
+	if _, err := c.ProduceBatch(ctx, topic, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if rem, err := c.Flush(ctx); err != nil || rem != 0 {
+		t.Fatalf("Flush: %d %v", rem, err)
+	}
+	co, err := c.OpenConsumer(ctx, ConsumerConfig{
+		Mode: ModeSimple, Topics: []string{topic}, Partitions: []int32{1},
+		Offsets: []PartitionOffset{{Partition: 1, Offset: 6}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := consumeN(t, ctx, co, 4)
+	for i, m := range got {
+		if m.Partition != 1 || m.Offset != int64(6+i) || string(m.Value) != fmt.Sprint(6+i) {
+			t.Fatalf("message %d: %+v", i, m)
+		}
+	}
+	if err := co.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	group := uniq("go-autocommit")
+	gc, err := c.OpenConsumer(ctx, ConsumerConfig{
+		Mode: ModeGroup, Topics: []string{topic}, Group: group, AutoOffsetReset: OffsetEarliest,
+		Assignor: "roundrobin", AutoCommitInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumeN(t, ctx, gc, 10)
+	for {
+		cm, err := gc.Committed(ctx, TopicPartition{topic, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cm) == 1 && cm[0].Offset == 10 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("auto-commit never committed offset 10: %+v", cm)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := gc.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
