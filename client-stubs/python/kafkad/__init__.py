@@ -6,11 +6,13 @@
 ...     c.flush()                            # wait for the outcomes
 ...     reports = c.poll_reports()
 
-``kafkad.aio.AsyncClient`` is the asyncio flavour; ``kafkad.pykafka`` is a
-PyKafka-compatible layer.
+``client.consumer(...)`` attaches to a daemon-held consumer
+(:mod:`kafkad.consumer`); ``kafkad.aio.AsyncClient`` is the asyncio flavour;
+``kafkad.pykafka`` is a PyKafka-compatible layer.
 """
 
 from .client import DEFAULT_SOCKET, Client, DeliveryCallback, default_socket_path
+from .consumer import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Consumer, Event, Message
 from .errors import (
     ConnectionLost,
     KafkadError,
@@ -35,6 +37,12 @@ __all__ = [
     "DEFAULT_SOCKET",
     "DeliveryCallback",
     "default_socket_path",
+    "Consumer",
+    "Message",
+    "Event",
+    "OFFSET_BEGINNING",
+    "OFFSET_END",
+    "OFFSET_INVALID",
     "KafkadError",
     "KafkaError",
     "ConnectionLost",

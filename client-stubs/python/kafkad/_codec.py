@@ -12,6 +12,7 @@ from .errors import BadFrame, ProtocolViolation
 __all__ = [
     "HEADER",
     "DEFAULT_MAX_FRAME",
+    "GC_PAUSE_BYTES",
     "new_packer",
     "encode_frame",
     "decode_frame",
@@ -20,6 +21,8 @@ __all__ = [
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+# decode at least this much with the cyclic GC paused (see Client._recv_nb)
+GC_PAUSE_BYTES = 256 * 1024
 
 
 def new_packer() -> msgpack.Packer:

@@ -65,7 +65,7 @@ def ms(timeout: Optional[float]) -> int:
 class Req:
     """One outstanding request."""
 
-    __slots__ = ("kind", "done", "result", "error", "exc", "cstart", "count", "ack", "op", "fut")
+    __slots__ = ("kind", "done", "result", "error", "exc", "cstart", "count", "ack", "op", "fut", "hook")
 
     def __init__(self, kind: int, op: str, cstart: int = 0, count: int = 0, ack: str = REPORT) -> None:
         self.kind = kind
@@ -78,6 +78,9 @@ class Req:
         self.count = count
         self.ack = ack
         self.fut: Any = None  # asyncio future of the async client
+        # called with the request when its outcome is set, in dispatch order
+        # (with the client's lock held): consumers keep stream order with it
+        self.hook: Optional[Callable[["Req"], None]] = None
 
     def outcome(self) -> Any:
         """The result, or raise the request's error."""
@@ -219,6 +222,8 @@ class Session:
             if req.kind == K_CALL:
                 req.exc = exc
                 req.done = True
+                if req.hook is not None:
+                    req.hook(req)
                 self._complete(req)
             elif req.kind == K_BATCH and req.ack is REPORT and req.count:
                 runs.append([req.cstart, req.count, -1, -1, lost])
@@ -280,6 +285,8 @@ class Session:
             req.error = err
             req.result = res
             req.done = True
+            if req.hook is not None:
+                req.hook(req)
             self._complete(req)
         return None
 

@@ -16,10 +16,11 @@ Use it from one event loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ._codec import HEADER
+from ._codec import GC_PAUSE_BYTES, HEADER
 from ._messages import BytesLike, Headers, MessageLike, batch_elements, message_element
 from ._session import (
     ACKS,
@@ -37,6 +38,9 @@ from ._session import (
 )
 from .errors import ConnectionLost, KafkadError, ProtocolViolation, TimedOut, TooLarge
 from .types import ClusterMetadata, DeliveryReport, ProduceResult, RecordMetadata
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .consumer import AsyncConsumer
 
 __all__ = ["AsyncClient"]
 
@@ -155,7 +159,14 @@ class AsyncClient(Session):
                     self._fail(ConnectionLost("kafkad closed the connection"))
                     return
                 self._decoder.feed(data)
-                frames = self._decoder.frames()
+                nogc = self._decoder.buffered >= GC_PAUSE_BYTES and gc.isenabled()
+                if nogc:
+                    gc.disable()  # see Client._recv_nb
+                try:
+                    frames = self._decoder.frames()
+                finally:
+                    if nogc:
+                        gc.enable()
                 for f in frames:
                     fatal = self._dispatch(f)
                     if fatal is not None:
@@ -454,6 +465,55 @@ class AsyncClient(Session):
         if not isinstance(res, dict):
             raise ProtocolViolation("stats result is not a map")
         return res
+
+    async def consumer(
+        self,
+        topic: Union[str, bytes, None] = None,
+        topics: Optional[Iterable[Union[str, bytes]]] = None,
+        *,
+        mode: str = "simple",
+        group: Union[str, bytes, None] = None,
+        partitions: Optional[Iterable[int]] = None,
+        offsets: Any = None,
+        auto_offset_reset: Any = "latest",
+        reset_offset_on_start: bool = False,
+        assignor: Optional[str] = None,
+        auto_commit_interval_ms: int = 0,
+        cluster: Optional[str] = None,
+        fetch_max: int = 1000,
+        fetch_max_bytes: int = 4 << 20,
+        on_event: Optional[Callable[..., Any]] = None,
+    ) -> "AsyncConsumer":
+        """As :meth:`kafkad.Client.consumer`; returns an
+        :class:`~kafkad.consumer.AsyncConsumer`."""
+        from .consumer import AsyncConsumer, open_args
+
+        args = open_args(
+            topic, topics, mode, group, partitions, offsets, auto_offset_reset, reset_offset_on_start, assignor,
+            cluster if cluster is not None else self.cluster,
+        )
+        c = AsyncConsumer(
+            self,
+            args,
+            auto_commit_interval_ms=auto_commit_interval_ms,
+            fetch_max=fetch_max,
+            fetch_max_bytes=fetch_max_bytes,
+            on_event=on_event,
+        )
+        return await c._open()
+
+    async def watermarks(
+        self, topic: Union[str, bytes], partition: int, timeout: float = 5.0, *, cluster: Optional[str] = None
+    ) -> Tuple[int, int]:
+        """As :meth:`kafkad.Client.watermarks`."""
+        args = self._args(cluster)
+        args["topic"] = topic.decode("utf-8") if isinstance(topic, (bytes, bytearray)) else topic
+        args["partition"] = int(partition)
+        args["timeout_ms"] = max(1, ms(timeout))
+        res = await self._call("watermarks", args, None if self.timeout is None else timeout + max(5.0, self.timeout))
+        if not isinstance(res, Mapping) or not isinstance(res.get("low"), int) or not isinstance(res.get("high"), int):
+            raise ProtocolViolation("watermarks result without low/high")
+        return res["low"], res["high"]
 
     async def call(self, op: str, args: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = DEFAULT) -> Any:
         return await self._call(op, dict(args or {}), self.timeout if timeout is not None and timeout < 0 else timeout)

@@ -23,6 +23,7 @@ connection and their responses reach the right caller.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -31,6 +32,7 @@ import threading
 import time
 import weakref
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -45,7 +47,7 @@ from typing import (
     overload,
 )
 
-from ._codec import HEADER
+from ._codec import GC_PAUSE_BYTES, HEADER
 from ._messages import BytesLike, Headers, MessageLike, batch_elements, message_element
 from ._session import (
     ACKS,
@@ -64,6 +66,9 @@ from ._session import (
 )
 from .errors import ConnectionLost, InvalidArgument, KafkadError, ProtocolViolation, TimedOut, TooLarge
 from .types import ClusterMetadata, DeliveryReport, ProduceResult, RecordMetadata
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .consumer import Consumer
 
 __all__ = ["Client", "DEFAULT_SOCKET", "default_socket_path", "DeliveryCallback"]
 
@@ -299,11 +304,19 @@ class Client(Session):
                 self._fail(ConnectionLost("kafkad closed the connection"))
                 break
             dec.feed(self._rview[:n])
+            # decoding a large frame (a consume result) allocates one list per
+            # message; the cyclic GC would scan them over and over meanwhile
+            nogc = dec.buffered >= GC_PAUSE_BYTES and gc.isenabled()
+            if nogc:
+                gc.disable()
             try:
                 frames = dec.frames()
             except KafkadError as e:
                 self._fail(e)
                 break
+            finally:
+                if nogc:
+                    gc.enable()
             for f in frames:
                 fatal = self._dispatch(f)
                 got = True
@@ -751,6 +764,69 @@ class Client(Session):
         if not isinstance(res, dict):
             raise ProtocolViolation("stats result is not a map")
         return res
+
+    # ------------------------------------------------------------------
+    # consumers (kafkad.consumer)
+
+    def consumer(
+        self,
+        topic: Union[str, bytes, None] = None,
+        topics: Optional[Iterable[Union[str, bytes]]] = None,
+        *,
+        mode: str = "simple",
+        group: Union[str, bytes, None] = None,
+        partitions: Optional[Iterable[int]] = None,
+        offsets: Any = None,
+        auto_offset_reset: Any = "latest",
+        reset_offset_on_start: bool = False,
+        assignor: Optional[str] = None,
+        auto_commit_interval_ms: int = 0,
+        cluster: Optional[str] = None,
+        fetch_max: int = 1000,
+        fetch_max_bytes: int = 4 << 20,
+        on_event: Optional[Callable[..., Any]] = None,
+    ) -> "Consumer":
+        """Attach to a daemon-held consumer (``consumer_open``): see
+        :class:`kafkad.consumer.Consumer`.
+
+        ``mode``: ``"simple"`` (this topic's partitions, or ``partitions``;
+        ``group`` only for commits) or ``"group"`` (Kafka-coordinated group
+        ``group`` over ``topics``; ``assignor`` ``range``/``roundrobin``/
+        ``cooperative-sticky``).  ``offsets``: simple mode start offsets,
+        {partition: offset} or pairs.  ``auto_commit_interval_ms``: commit
+        what was consumed on this interval (here, not in the daemon).
+        ``fetch_max``/``fetch_max_bytes``: size of each consume request.
+        ``on_event``: called with each assigned/revoked/eof
+        :class:`~kafkad.consumer.Event` instead of queueing it in ``events``.
+        """
+        from .consumer import Consumer, open_args
+
+        args = open_args(
+            topic, topics, mode, group, partitions, offsets, auto_offset_reset, reset_offset_on_start, assignor,
+            cluster if cluster is not None else self.cluster,
+        )
+        return Consumer(
+            self,
+            args,
+            auto_commit_interval_ms=auto_commit_interval_ms,
+            fetch_max=fetch_max,
+            fetch_max_bytes=fetch_max_bytes,
+            on_event=on_event,
+        )
+
+    def watermarks(
+        self, topic: Union[str, bytes], partition: int, timeout: float = 5.0, *, cluster: Optional[str] = None
+    ) -> Tuple[int, int]:
+        """``(low, high)`` offsets of a partition (high: the next offset to be written)."""
+        args = self._args(cluster)
+        args["topic"] = topic.decode("utf-8") if isinstance(topic, (bytes, bytearray)) else topic
+        args["partition"] = int(partition)
+        args["timeout_ms"] = max(1, ms(timeout))
+        wait = None if self.timeout is None else timeout + max(5.0, self.timeout)
+        res = self._call("watermarks", args, wait)
+        if not isinstance(res, Mapping) or not isinstance(res.get("low"), int) or not isinstance(res.get("high"), int):
+            raise ProtocolViolation("watermarks result without low/high")
+        return res["low"], res["high"]
 
     def call(self, op: str, args: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = DEFAULT) -> Any:
         """Send any op and return its raw result (for ops newer than this stub)."""

@@ -71,9 +71,395 @@ class _Conn:
         self.held: Optional[Tuple[int, Dict[str, Any]]] = None
         self.requests: List[Tuple[Any, str, Any]] = []
         self.wlock = threading.Lock()
+        self.attaches: List["_FAttach"] = []
+        self.parked_consumes: Dict[int, Tuple[int, int, int, float]] = {}  # handle -> (rid, max, max_bytes, deadline)
 
 
-class FakeDaemon:
+# ---------------------------------------------------------------------------
+# consumers: a toy model of the daemon's (SPEC 4.8): one shared consumer per
+# key, partitions leased to attached connections, rewound to the last commit
+# when they move away from a connection that got messages beyond it.  There
+# is no Kafka group: "group" mode reads every partition of its topics.
+
+_CONSUMER_OPS = ("consumer_open", "consume", "commit", "committed", "seek", "watermarks", "consumer_close")
+_PARKED = object()
+
+
+class _OpError(Exception):
+    def __init__(self, code: int, name: str, message: str = "", retriable: bool = False) -> None:
+        super().__init__(message)
+        self.err = _err(code, name, message, retriable)
+
+
+def _invalid(message: str) -> _OpError:
+    return _OpError(4, "INVALID_ARGUMENT", message)
+
+
+class _FPart:
+    __slots__ = ("tidx", "partition", "holder", "pos", "commit_pos", "next_hand", "eof_sent")
+
+    def __init__(self, tidx: int, partition: int, pos: int) -> None:
+        self.tidx = tidx
+        self.partition = partition
+        self.holder: Optional[_FAttach] = None
+        self.pos = pos
+        self.commit_pos: Optional[int] = None
+        self.next_hand: Optional[int] = None
+        self.eof_sent = False
+
+    @property
+    def dirty(self) -> bool:
+        return self.next_hand is not None and self.commit_pos is not None and self.next_hand > self.commit_pos
+
+
+class _FConsumer:
+    def __init__(self, key: str, mode: str, group: Optional[str], topics: List[str]) -> None:
+        self.key = key
+        self.mode = mode
+        self.group = group
+        self.topics = topics
+        self.parts: List[_FPart] = []
+        self.attaches: List[_FAttach] = []
+
+
+class _FAttach:
+    def __init__(self, handle: int, conn: _Conn, consumer: _FConsumer) -> None:
+        self.handle = handle
+        self.conn = conn
+        self.consumer = consumer
+        self.events: List[Dict[str, Any]] = []
+        self.rr = 0
+
+
+
+class _ConsumerOps:
+    """The consumer ops of :class:`FakeDaemon` (a mixin, for readability)."""
+
+    # provided by FakeDaemon
+    topics: Dict[str, int]
+    clusters: List[str]
+    log: Dict[Tuple[str, int], List["StoredMessage"]]
+    lock: Any
+    consumer_linger: bool
+    group_offsets: Dict[Tuple[str, str, int], int]
+    fconsumers: Dict[str, "_FConsumer"]
+    handles: Dict[int, "_FAttach"]
+    _next_handle: int
+    _next_private: int
+
+    def _send(self, c: _Conn, value: Any) -> None:  # pragma: no cover - FakeDaemon has it
+        raise NotImplementedError
+
+
+
+    def _attach_of(self, c: _Conn, args: Dict[str, Any]) -> _FAttach:
+        h = args.get("handle")
+        if not isinstance(h, int) or isinstance(h, bool):
+            raise _invalid("handle: required (an integer)")
+        a = self.handles.get(h)
+        if a is None:
+            raise _OpError(13, "UNKNOWN_HANDLE", f"no open consumer has handle {h}")
+        if a.conn is not c:
+            raise _OpError(14, "NOT_OWNER", f"consumer handle {h} belongs to another connection")
+        return a
+
+    def _log_len(self, topic: str, partition: int) -> int:
+        return len(self.log.get((topic, partition), []))
+
+    def _op_consumer_open(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        mode = args.get("mode", "simple")
+        if mode == "zookeeper":
+            raise _OpError(10, "NOT_SUPPORTED", "mode \"zookeeper\" is not supported yet; use \"group\"")
+        if mode not in ("simple", "group"):
+            raise _invalid("mode: must be \"simple\", \"group\" or \"zookeeper\"")
+        group = args.get("group")
+        if group is not None and (not isinstance(group, str) or not group):
+            raise _invalid("group: expected a string of 1..255 bytes")
+        if mode == "group" and group is None:
+            raise _invalid("group: required in group mode")
+        topics = args.get("topics")
+        if topics is None:
+            t = args.get("topic")
+            if not isinstance(t, str):
+                raise _invalid("topic: required (a string), or topics (a list)")
+            topics = [t]
+        if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
+            raise _invalid("topics: expected a list of strings")
+        topics = sorted(topics)
+        if len(set(topics)) != len(topics):
+            raise _invalid("topics: a topic is listed twice")
+        if mode == "simple" and len(topics) != 1:
+            raise _invalid("topics: a simple consumer reads exactly one topic")
+        parts = args.get("partitions")
+        if parts is not None and (mode != "simple" or not isinstance(parts, list) or not parts):
+            raise _invalid("partitions: a list of partition ids, simple mode only")
+        offsets = args.get("offsets")
+        if offsets is not None and (mode != "simple" or not isinstance(offsets, list)):
+            raise _invalid("offsets: a list of [partition, offset], simple mode only")
+        explicit: Dict[int, int] = {}
+        for i, e in enumerate(offsets or []):
+            if not (isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and e[0] >= 0 and isinstance(e[1], int) and e[1] >= -2):
+                raise _invalid(f"offsets[{i}]: expected [partition, offset >= -2]")
+            explicit[e[0]] = e[1]
+        reset = args.get("auto_offset_reset", "latest")
+        if reset not in ("earliest", "latest"):
+            raise _invalid("auto_offset_reset: expected \"earliest\" or \"latest\"")
+        on_start = bool(args.get("reset_offset_on_start", False))
+        for t in topics:
+            if t not in self.topics:
+                raise _OpError(KAFKA + 3, "UNKNOWN_TOPIC_OR_PART", f"topic {t}: Broker: Unknown topic or partition")
+        if parts is not None:
+            for p in parts:
+                if not isinstance(p, int) or p < 0:
+                    raise _invalid("partitions: expected partition ids >= 0")
+                if p >= self.topics[topics[0]]:
+                    raise _OpError(KAFKA - 190, "_UNKNOWN_PARTITION", f"topic {topics[0]} has no partition {p}")
+        key = f"{args.get('cluster') or self.clusters[0]}/{mode}/{group or ''}/{','.join(topics)}"
+        if parts is not None:
+            key += "/" + ",".join(map(str, parts))
+        if mode == "simple" and group is None:
+            self._next_private += 1
+            key += f"#{self._next_private}"
+        fc = self.fconsumers.get(key)
+        if fc is None:
+            fc = _FConsumer(key, mode, group, topics)
+            for ti, t in enumerate(topics):
+                for p in (parts if parts is not None else range(self.topics[t])):
+                    end = self._log_len(t, p)
+                    start = 0 if reset == "earliest" else end
+                    committed = self.group_offsets.get((group, t, p)) if group is not None else None
+                    if p in explicit:
+                        start = {-2: 0, -1: end}.get(explicit[p], explicit[p])
+                    elif committed is not None and not on_start:
+                        start = committed
+                    fc.parts.append(_FPart(ti, p, start))
+            self.fconsumers[key] = fc
+        self._next_handle += 1
+        a = _FAttach(self._next_handle, c, fc)
+        fc.attaches.append(a)
+        c.attaches.append(a)
+        self.handles[a.handle] = a
+        self._rebalance(fc)
+        return {"handle": a.handle, "consumer": key, "attached": len(fc.attaches)}
+
+    def _release(self, fc: _FConsumer, p: _FPart) -> None:
+        if p.holder is None:
+            return
+        p.holder.events.append({"type": "revoked", "topic": fc.topics[p.tidx], "partition": p.partition})
+        p.holder = None
+        if p.dirty:
+            p.pos = p.commit_pos  # type: ignore[assignment]
+        p.next_hand = None
+
+    def _rebalance(self, fc: _FConsumer) -> None:
+        n = len(fc.attaches)
+        if not n:
+            return
+        base, extra = divmod(len(fc.parts), n)
+        order = sorted(fc.attaches, key=lambda a: -sum(p.holder is a for p in fc.parts))
+        quota = {a.handle: base + (1 if i < extra else 0) for i, a in enumerate(order)}
+        held = {a.handle: sum(p.holder is a for p in fc.parts) for a in order}
+        for dirty_pass in (False, True):
+            for a in order:
+                for p in fc.parts:
+                    if held[a.handle] <= quota[a.handle]:
+                        break
+                    if p.holder is a and p.dirty == dirty_pass:
+                        self._release(fc, p)
+                        held[a.handle] -= 1
+        for p in fc.parts:
+            if p.holder is not None:
+                continue
+            for a in order:
+                if held[a.handle] < quota[a.handle]:
+                    p.holder = a
+                    held[a.handle] += 1
+                    a.events.append({"type": "assigned", "topic": fc.topics[p.tidx], "partition": p.partition})
+                    break
+
+    def _detach(self, a: _FAttach, leave: bool) -> None:
+        fc = a.consumer
+        self.handles.pop(a.handle, None)
+        for p in fc.parts:
+            if p.holder is a:
+                self._release(fc, p)
+        if a in fc.attaches:
+            fc.attaches.remove(a)
+        if fc.attaches:
+            self._rebalance(fc)
+        elif leave:
+            self.fconsumers.pop(fc.key, None)
+
+    def _has_output(self, a: _FAttach) -> bool:
+        if a.events:
+            return True
+        fc = a.consumer
+        return any(p.holder is a and p.pos < self._log_len(fc.topics[p.tidx], p.partition) for p in fc.parts)
+
+    def _take(self, a: _FAttach, mx: int, max_bytes: int) -> Dict[str, Any]:
+        fc = a.consumer
+        mine = [p for p in fc.parts if p.holder is a]
+        take = [0] * len(mine)
+        total = nbytes = 0
+        progress = True
+        while progress and total < mx and nbytes < max_bytes:
+            progress = False
+            for j in range(len(mine)):
+                if total >= mx or nbytes >= max_bytes:
+                    break
+                idx = (a.rr + j) % len(mine)
+                p = mine[idx]
+                lg = self.log.get((fc.topics[p.tidx], p.partition), [])
+                if p.pos + take[idx] >= len(lg):
+                    continue
+                m = lg[p.pos + take[idx]]
+                size = len(m.value or b"") + len(m.key or b"")
+                if nbytes and nbytes + size > max_bytes:
+                    nbytes = max_bytes
+                    break
+                nbytes += size
+                take[idx] += 1
+                total += 1
+                progress = True
+        a.rr += 1
+        msgs: List[List[Any]] = []
+        for idx, p in enumerate(mine):
+            t = fc.topics[p.tidx]
+            lg = self.log.get((t, p.partition), [])
+            for m in lg[p.pos : p.pos + take[idx]]:
+                ts = m.timestamp if isinstance(m.timestamp, int) else -1
+                hdrs = [[h[0], h[1]] for h in m.headers] if m.headers else None
+                msgs.append([p.tidx, p.partition, m.offset, ts, m.key, m.value, hdrs])
+            if take[idx]:
+                if p.commit_pos is None:
+                    p.commit_pos = p.pos
+                p.pos += take[idx]
+                p.next_hand = p.pos
+                p.eof_sent = False
+            if p.pos >= len(lg) and not p.eof_sent and p.next_hand is not None:
+                p.eof_sent = True
+                a.events.append({"type": "eof", "topic": t, "partition": p.partition, "offset": p.pos})
+        events, a.events = a.events, []
+        return {"topics": list(fc.topics), "messages": msgs, "events": events}
+
+    def _op_consume(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        a = self._attach_of(c, args)
+        mx = args.get("max", 1000)
+        mb = args.get("max_bytes", 1 << 20)
+        t = args.get("timeout_ms", 0)
+        if not all(isinstance(v, int) for v in (mx, mb, t)) or mx < 1 or mb < 1 or t < 0:
+            raise _invalid("max: 1..1000000, max_bytes: 1..max_frame/2, timeout_ms: 0..3600000")
+        if a.handle in c.parked_consumes:
+            raise _OpError(8, "INVALID_STATE", "a consume is already waiting on this handle")
+        if t == 0 or self._has_output(a):
+            return self._take(a, mx, mb)
+        c.parked_consumes[a.handle] = (rid, mx, mb, time.monotonic() + t / 1000.0)
+        return _PARKED
+
+    @staticmethod
+    def _tp_list(args: Dict[str, Any], key: str, with_offset: bool) -> List[List[Any]]:
+        lst = args.get(key)
+        if not isinstance(lst, list):
+            raise _invalid(f"{key}: required (a list)")
+        for i, e in enumerate(lst):
+            n = 3 if with_offset else 2
+            ok = isinstance(e, list) and len(e) == n and isinstance(e[0], str) and isinstance(e[1], int) and e[1] >= 0
+            if ok and with_offset:
+                ok = isinstance(e[2], int) and e[2] >= -2
+            if not ok:
+                raise _invalid(f"{key}[{i}]: expected [topic, partition{', offset' if with_offset else ''}]")
+        return lst
+
+    def _held(self, a: _FAttach, topic: str, partition: int) -> _FPart:
+        fc = a.consumer
+        for p in fc.parts:
+            if fc.topics[p.tidx] == topic and p.partition == partition and p.holder is a:
+                return p
+        raise _OpError(15, "NOT_ASSIGNED", f"{topic}[{partition}] is not leased to this connection")
+
+    def _op_commit(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        a = self._attach_of(c, args)
+        fc = a.consumer
+        if "offsets" in args:
+            lst = self._tp_list(args, "offsets", True)
+            for i, e in enumerate(lst):
+                if e[2] < 0:
+                    raise _invalid(f"offsets[{i}]: a commit needs an offset >= 0")
+        else:
+            lst = [[fc.topics[p.tidx], p.partition, p.next_hand] for p in fc.parts if p.holder is a and p.next_hand is not None]
+        if fc.group is None:
+            raise _OpError(8, "INVALID_STATE", "this consumer has no group: nothing to commit to")
+        parts = [self._held(a, t, p) for t, p, _o in lst]
+        for part, (t, p, o) in zip(parts, lst):
+            self.group_offsets[(fc.group, t, p)] = o
+            part.commit_pos = o
+        return {"offsets": [[t, p, o] for t, p, o in lst]}
+
+    def _op_committed(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        a = self._attach_of(c, args)
+        fc = a.consumer
+        if fc.group is None:
+            raise _OpError(8, "INVALID_STATE", "this consumer has no group: nothing is committed")
+        if "partitions" in args:
+            tps = [(t, p) for t, p in self._tp_list(args, "partitions", False)]
+        else:
+            tps = [(fc.topics[p.tidx], p.partition) for p in fc.parts if p.holder is a]
+        return {"offsets": [[t, p, self.group_offsets.get((fc.group, t, p), -1001)] for t, p in tps]}
+
+    def _op_seek(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        a = self._attach_of(c, args)
+        lst = self._tp_list(args, "offsets", True)
+        parts = [self._held(a, t, p) for t, p, _o in lst]
+        for part, (t, p, o) in zip(parts, lst):
+            end = self._log_len(t, p)
+            part.pos = {-2: 0, -1: end}.get(o, o)
+            part.commit_pos = None
+            part.next_hand = None
+            part.eof_sent = False
+        return {}
+
+    def _op_watermarks(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        t = args.get("topic")
+        p = args.get("partition")
+        if not isinstance(t, str) or not t:
+            raise _invalid("topic: required (a topic name)")
+        if not isinstance(p, int) or p < 0:
+            raise _invalid("partition: required (an integer >= 0)")
+        if t not in self.topics:
+            raise _OpError(KAFKA + 3, "UNKNOWN_TOPIC_OR_PART", f"watermarks of {t}[{p}]: Broker: Unknown topic or partition")
+        if p >= self.topics[t]:
+            raise _OpError(KAFKA - 190, "_UNKNOWN_PARTITION", f"watermarks of {t}[{p}]: Local: Unknown partition")
+        return {"low": 0, "high": self._log_len(t, p)}
+
+    def _op_consumer_close(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        a = self._attach_of(c, args)
+        park = c.parked_consumes.pop(a.handle, None)
+        if park is not None:
+            self._send(c, [park[0], None, self._take(a, park[1], park[2])])
+        if a in c.attaches:
+            c.attaches.remove(a)
+        self._detach(a, leave=True)
+        return {}
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        value: Optional[bytes],
+        key: Optional[bytes] = None,
+        headers: Optional[List[Tuple[str, Optional[bytes]]]] = None,
+        timestamp: Optional[int] = None,
+    ) -> int:
+        """Write a message straight into a partition log (as if produced);
+        returns its offset."""
+        with self.lock:
+            lg = self.log.setdefault((topic, partition), [])
+            off = len(lg)
+            lg.append(StoredMessage(topic, partition, off, value, key, headers, timestamp))
+            return off
+
+
+class FakeDaemon(_ConsumerOps):
     """A toy kafkad.
 
     :param topics: topic name -> partition count (other topics are unknown:
@@ -100,6 +486,7 @@ class FakeDaemon:
         clusters: Tuple[str, ...] = ("main",),
         bootstrap: Optional[Dict[str, str]] = None,
         piggyback: bool = True,
+        consumer_linger: bool = False,
     ) -> None:
         self.topics: Dict[str, int] = dict(topics or {"test": 4})
         if socket_path is None:
@@ -126,6 +513,13 @@ class FakeDaemon:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._listener: Optional[socket.socket] = None
+        # consumers (SPEC 4.8-4.15)
+        self.consumer_linger = consumer_linger
+        self.group_offsets: Dict[Tuple[str, str, int], int] = {}  # (group, topic, partition) -> committed
+        self.fconsumers: Dict[str, _FConsumer] = {}
+        self.handles: Dict[int, _FAttach] = {}
+        self._next_handle = 0
+        self._next_private = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -271,6 +665,10 @@ class FakeDaemon:
                         break
         finally:
             with self.lock:
+                for a in list(c.attaches):
+                    self._detach(a, leave=not self.consumer_linger)
+                c.attaches = []
+                c.parked_consumes = {}
                 if c in self.conns:
                     self.conns.remove(c)
             try:
@@ -296,6 +694,14 @@ class FakeDaemon:
             if c.ready or now >= deadline:
                 c.parked_poll = None
                 self._send(c, [rid, None, self._collect(c, mx)])
+        for h, (rid, mx, mb, deadline) in list(c.parked_consumes.items()):
+            a = self.handles.get(h)
+            if a is None:
+                del c.parked_consumes[h]
+                continue
+            if self._has_output(a) or now >= deadline:
+                del c.parked_consumes[h]
+                self._send(c, [rid, None, self._take(a, mx, mb)])
         if c.parked_flush is not None:
             rid, deadline = c.parked_flush
             if not c.undelivered or now >= deadline:
@@ -394,6 +800,14 @@ class FakeDaemon:
                     },
                 ],
             )
+        elif op in _CONSUMER_OPS:
+            try:
+                res = getattr(self, "_op_" + op)(c, rid, args)
+            except _OpError as e:
+                self._send(c, [rid, e.err, None])
+                return
+            if res is not _PARKED:
+                self._send(c, [rid, None, res])
         else:
             self._send(c, [rid, _err(3, "UNKNOWN_OP", op), None])
 
@@ -535,3 +949,4 @@ class FakeDaemon:
         c.waiters = [w for w in c.waiters if w["left"] > 0]
         for w in done:
             self._send(c, [w["rid"], None, {"count": len(w["results"]), "results": w["results"]}])
+
