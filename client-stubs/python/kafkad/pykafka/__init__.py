@@ -1,6 +1,6 @@
 """A PyKafka-compatible layer over kafkad.
 
-Code written for PyKafka 2.8's producer runs unchanged but for the import::
+Code written for PyKafka 2.8 runs unchanged but for the import::
 
     from kafkad.pykafka import KafkaClient
     from kafkad.pykafka.partitioners import hashing_partitioner
@@ -11,7 +11,13 @@ Code written for PyKafka 2.8's producer runs unchanged but for the import::
         producer.produce(b"msg", partition_key=b"bravo")
         msg, exc = producer.get_delivery_report(block=False, timeout=.1)
 
-Consumers are not available yet (kafkad protocol v1 has producer ops only).
+    consumer = topic.get_simple_consumer(consumer_group=b"charlie", auto_commit_enable=True)
+    for msg in consumer:
+        print(msg.value, msg.partition_id, msg.offset)
+
+Consumers are the daemon's (kafkad.consumer): ``get_simple_consumer`` and
+``get_balanced_consumer(managed=True)`` (Kafka-coordinated group); the
+ZooKeeper-balanced consumer raises ``ConsumerNotSupportedError``.
 """
 
 from .broker import Broker

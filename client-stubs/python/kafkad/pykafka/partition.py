@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import weakref
+from collections import namedtuple
 from typing import TYPE_CHECKING, Any, List, Optional
 
+from ..errors import KafkadError
 from .broker import Broker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .topic import Topic
 
-__all__ = ["Partition"]
+__all__ = ["Partition", "OffsetPartitionResponse"]
 
-_NO_OFFSETS = (
-    "offset lookups need a ListOffsets op, which kafkad protocol v1 does not have yet"
-)
+OffsetPartitionResponse = namedtuple("OffsetPartitionResponse", ["offset", "err"])
 
 
 class Partition:
@@ -72,15 +73,33 @@ class Partition:
         assert t is not None, "the partition's topic is gone"
         return t
 
-    # offset lookups: a later protocol version adds the op they need
+    # offset lookups, answered by the daemon's ``watermarks`` op
     def fetch_offset_limit(self, offsets_before: Any, max_offsets: int = 1) -> List[int]:
-        raise NotImplementedError(_NO_OFFSETS)
+        """``[offset]`` for ``OffsetType.EARLIEST`` (-2: the first offset) or
+        ``OffsetType.LATEST`` (-1: the next offset to be written).  Offsets
+        before a timestamp need a lookup kafkad does not offer."""
+        if isinstance(offsets_before, dt.datetime) or offsets_before not in (-2, -1):
+            raise NotImplementedError(
+                "offsets before a timestamp need an offsets-for-times lookup, which kafkad does not offer; "
+                "use OffsetType.EARLIEST or OffsetType.LATEST"
+            )
+        topic = self.topic
+        cluster = topic._cluster
+        from .consumer import _translate
+
+        try:
+            low, high = cluster._conn.watermarks(topic.name, self._id, cluster._timeout, cluster=cluster.cluster_name)
+        except KafkadError as e:
+            raise _translate(e) from e
+        return [low if offsets_before == -2 else high]
 
     def latest_available_offset(self) -> int:
-        raise NotImplementedError(_NO_OFFSETS)
+        """The offset of the next message that would be appended."""
+        return self.fetch_offset_limit(-1)[0]
 
     def earliest_available_offset(self) -> int:
-        raise NotImplementedError(_NO_OFFSETS)
+        """The earliest offset still available."""
+        return self.fetch_offset_limit(-2)[0]
 
     def update(self, leader: Optional[Broker], replicas: List[Broker], isr: List[Broker]) -> None:
         self._leader = leader

@@ -6,8 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict
 
 from ..types import TopicMetadata
-from .consumer import CONSUMER_UNAVAILABLE
-from .partition import Partition
+from .partition import OffsetPartitionResponse, Partition
 from .producer import Producer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -16,8 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Topic"]
 
 log = logging.getLogger(__name__)
-
-_NO_OFFSETS = "offset lookups need a ListOffsets op, which kafkad protocol v1 does not have yet"
 
 
 class Topic:
@@ -53,19 +50,43 @@ class Topic:
         return Producer(self._cluster, self, sync=True, **kwargs)
 
     def fetch_offset_limits(self, offsets_before: Any, max_offsets: int = 1) -> Dict[int, Any]:
-        raise NotImplementedError(_NO_OFFSETS)
+        """Partition id -> ``OffsetPartitionResponse(offset=[...], err=0)`` for
+        ``OffsetType.EARLIEST`` / ``LATEST`` (from the daemon's
+        ``watermarks``); see :meth:`Partition.fetch_offset_limit`."""
+        return {
+            pid: OffsetPartitionResponse(p.fetch_offset_limit(offsets_before, max_offsets), 0)
+            for pid, p in self._partitions.items()
+        }
 
     def earliest_available_offsets(self) -> Dict[int, Any]:
-        raise NotImplementedError(_NO_OFFSETS)
+        """The earliest offset of each partition."""
+        return self.fetch_offset_limits(-2)
 
     def latest_available_offsets(self) -> Dict[int, Any]:
-        raise NotImplementedError(_NO_OFFSETS)
+        """The next offset to be written to each partition."""
+        return self.fetch_offset_limits(-1)
 
     def get_simple_consumer(self, consumer_group: Any = None, use_rdkafka: bool = False, **kwargs: Any) -> Any:
-        raise NotImplementedError(CONSUMER_UNAVAILABLE)
+        """A :class:`~kafkad.pykafka.consumer.SimpleConsumer` of this topic
+        (``use_rdkafka`` is accepted: kafkad's consumer is librdkafka)."""
+        from .consumer import SimpleConsumer
+
+        return SimpleConsumer(self, self._cluster, consumer_group=consumer_group, **kwargs)
 
     def get_balanced_consumer(self, consumer_group: Any, managed: bool = False, **kwargs: Any) -> Any:
-        raise NotImplementedError(CONSUMER_UNAVAILABLE)
+        """A balanced consumer of this topic: ``managed=True`` gives the
+        Kafka-coordinated :class:`~kafkad.pykafka.consumer.ManagedBalancedConsumer`
+        (kafkad's group mode); ``managed=False`` is PyKafka's ZooKeeper
+        balancer, which kafkad does not support (it raises
+        :class:`~kafkad.pykafka.consumer.ConsumerNotSupportedError`)."""
+        from .consumer import BalancedConsumer, ManagedBalancedConsumer
+
+        if not managed:
+            zk = getattr(self._cluster, "_zookeeper_connect", None)
+            if "zookeeper_connect" not in kwargs and zk is not None:
+                kwargs["zookeeper_connect"] = zk
+            return BalancedConsumer(self, self._cluster, consumer_group, **kwargs)
+        return ManagedBalancedConsumer(self, self._cluster, consumer_group, **kwargs)
 
     def update(self, metadata: TopicMetadata) -> None:
         """Refresh the partitions from fresh topic metadata."""

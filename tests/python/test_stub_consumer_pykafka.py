@@ -1,0 +1,279 @@
+"""kafkad.pykafka's consumers against FakeDaemon (no real daemon): PyKafka's
+start positions, held_offsets, reset/commit semantics, consume()/iteration
+timeouts, the balanced consumers (the real broker: test_integration_consumer_pykafka.py)."""
+
+import datetime as dt
+import os
+import sys
+import time
+
+import pytest
+
+_STUB = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "client-stubs", "python"))
+if _STUB not in sys.path:
+    sys.path.insert(0, _STUB)
+
+from kafkad.pykafka import KafkaClient, Message  # noqa: E402
+from kafkad.pykafka import exceptions as PE  # noqa: E402
+from kafkad.pykafka.common import OffsetType  # noqa: E402
+from kafkad.pykafka.consumer import ConsumerNotSupportedError  # noqa: E402
+from kafkad.pykafka.membershipprotocol import RangeProtocol, RoundRobinProtocol, GroupMembershipProtocol  # noqa: E402
+from kafkad.pykafka.utils import deserialize_utf8  # noqa: E402
+from kafkad.testing import FakeDaemon  # noqa: E402
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    f = FakeDaemon(topics={"topicname": 4, "two": 2}).start()
+    monkeypatch.setenv("KAFKAD_SOCKET", f.socket_path)
+    yield f
+    f.stop()
+
+
+def fill(fake, topic, n, partitions, start=0):
+    for i in range(start, start + n):
+        fake.append(topic, i % partitions, b"m%d" % i, key=b"k%d" % i, timestamp=1700000000000 + i,
+                    headers=[("h", b"x")] if i == 0 else None)
+
+
+def opens(fake):
+    return [a for (_i, op, a) in fake.requests if op == "consumer_open"]
+
+
+def test_simple_consumer_defaults_and_message_shape(fake):
+    fill(fake, "topicname", 8, 4)
+    topic = KafkaClient("localhost:9092").topics[b"topicname"]
+    consumer = topic.get_simple_consumer()
+    args = opens(fake)[-1]
+    # PyKafka's defaults: EARLIEST; without a group it reads from offset 0
+    assert args["mode"] == "simple" and args["topic"] == "topicname" and args["auto_offset_reset"] == "earliest"
+    assert args["offsets"] == [[p, 0] for p in range(4)] and "group" not in args
+    assert consumer.held_offsets == {p: OffsetType.EARLIEST for p in range(4)}
+    msg = consumer.consume()
+    assert isinstance(msg, Message)
+    i = int(msg.value[1:])
+    assert (msg.partition_key, msg.partition_id, msg.offset) == (b"k%d" % i, i % 4, i // 4)
+    assert msg.partition is topic.partitions[msg.partition_id]
+    assert msg.timestamp == 1700000000000 + i and msg.timestamp_dt is not None
+    assert msg.headers == ([["h", b"x"]] if i == 0 else None)
+    rest = [consumer.consume() for _ in range(7)]
+    assert sorted(m.value for m in [msg] + rest) == sorted(b"m%d" % i for i in range(8))
+    assert consumer.held_offsets == {p: 1 for p in range(4)}
+    assert consumer.consume(block=False) is None
+    assert sorted(consumer.partitions) == [0, 1, 2, 3] and consumer.topic is topic
+    consumer.stop()
+    with pytest.raises(PE.ConsumerStoppedException):
+        consumer.consume()
+
+
+def test_iteration_ends_after_consumer_timeout(fake):
+    fill(fake, "topicname", 10, 4)
+    topic = KafkaClient().topics[b"topicname"]
+    with topic.get_simple_consumer(consumer_timeout_ms=200, deserializer=deserialize_utf8) as consumer:
+        seen = list(consumer)
+        assert sorted(m.value for m in seen) == sorted("m%d" % i for i in range(10))
+        assert all(isinstance(m.partition_key, str) for m in seen)
+        t0 = time.monotonic()
+        assert consumer.consume() is None  # consumer_timeout_ms passed
+        assert time.monotonic() - t0 < 5
+
+
+def test_explicit_partitions(fake):
+    fill(fake, "topicname", 12, 4)
+    topic = KafkaClient().topics[b"topicname"]
+    parts = topic.partitions
+    a = topic.get_simple_consumer(partitions=(parts[0], parts[2]), consumer_timeout_ms=200)
+    b = topic.get_simple_consumer(partitions=[1, 3], consumer_timeout_ms=200)
+    assert opens(fake)[-2]["partitions"] == [0, 2] and opens(fake)[-1]["partitions"] == [1, 3]
+    ga, gb = list(a), list(b)
+    assert {m.partition_id for m in ga} == {0, 2} and {m.partition_id for m in gb} == {1, 3}
+    assert len(ga) + len(gb) == 12
+    assert sorted(a.held_offsets) == [0, 2]
+    with pytest.raises(PE.KafkaException):
+        a.reset_offsets([(parts[1], 0)])
+    with pytest.raises(PE.KafkaException):
+        topic.get_simple_consumer(partitions=[9])
+    a.stop()
+    b.stop()
+
+
+def test_group_start_commits_reset_positions_like_pykafka(fake):
+    fill(fake, "topicname", 20, 4)
+    fake.group_offsets[("charlie", "topicname", 1)] = 3
+    topic = KafkaClient().topics[b"topicname"]
+    consumer = topic.get_simple_consumer(consumer_group=b"charlie", auto_offset_reset=OffsetType.LATEST)
+    # partition 1 resumes at its commit; the others are reset to LATEST and
+    # that is committed at once (PyKafka's fetch_offsets -> reset_offsets)
+    assert consumer.held_offsets == {0: 4, 1: 2, 2: 4, 3: 4}
+    assert {p: o for (g, t, p), o in fake.group_offsets.items() if g == "charlie"} == {0: 5, 1: 3, 2: 5, 3: 5}
+    got = [consumer.consume() for _ in range(2)]
+    assert [(m.partition_id, m.offset) for m in got] == [(1, 3), (1, 4)]
+    consumer.commit_offsets()
+    assert fake.group_offsets[("charlie", "topicname", 1)] == 5
+    fake.group_offsets[("charlie", "topicname", 1)] = 2
+    # fetch_offsets (reset_offset_on_fetch) goes back to the committed offsets
+    res = dict(consumer.fetch_offsets())
+    assert res[1].offset == 2 and res[0].offset == 5
+    assert consumer.held_offsets[1] == 1
+    assert (consumer.consume().partition_id, consumer.held_offsets[1]) == (1, 2)
+    consumer.commit_offsets([(topic.partitions[2], 1)])
+    assert fake.group_offsets[("charlie", "topicname", 2)] == 1
+    with pytest.raises(PE.KafkaException):
+        consumer.commit_offsets([(object(), 1)])
+    consumer.stop()
+
+
+def test_reset_offsets_semantics(fake):
+    fill(fake, "two", 20, 2)  # 10 per partition
+    topic = KafkaClient().topics[b"two"]
+    p0, p1 = topic.partitions[0], topic.partitions[1]
+    consumer = topic.get_simple_consumer(consumer_group=b"g", consumer_timeout_ms=300)
+    assert consumer.held_offsets == {0: OffsetType.EARLIEST, 1: OffsetType.EARLIEST}
+    # an int is the last consumed offset: consuming continues after it
+    consumer.reset_offsets([(p0, 3), (p1, OffsetType.LATEST)])
+    assert consumer.held_offsets == {0: 3, 1: 9}
+    assert fake.group_offsets[("g", "two", 0)] == 4 and fake.group_offsets[("g", "two", 1)] == 10
+    assert [(m.partition_id, m.offset) for m in consumer] == [(0, o) for o in range(4, 10)]
+    consumer.reset_offsets()  # everything to auto_offset_reset (EARLIEST)
+    assert consumer.held_offsets == {0: OffsetType.EARLIEST, 1: OffsetType.EARLIEST}
+    assert len(list(consumer)) == 20
+    with pytest.raises(NotImplementedError):
+        consumer.reset_offsets([(p0, dt.datetime(2020, 1, 1))])
+    with pytest.raises(ValueError):
+        consumer.reset_offsets([(p0, "3")])
+    with pytest.raises(ValueError):
+        consumer.reset_offsets([(p0, -7)])
+    consumer.stop()
+
+
+def test_commit_needs_a_group_and_reset_on_start(fake):
+    fill(fake, "two", 6, 2)
+    topic = KafkaClient().topics[b"two"]
+    c = topic.get_simple_consumer(consumer_timeout_ms=200)
+    with pytest.raises(Exception, match="consumer group must be specified"):
+        c.commit_offsets()
+    c.stop()
+    fake.group_offsets[("g", "two", 0)] = 2
+    c = topic.get_simple_consumer(consumer_group="g", reset_offset_on_start=True, consumer_timeout_ms=200)
+    assert opens(fake)[-1]["reset_offset_on_start"] is True
+    assert c.held_offsets == {0: OffsetType.EARLIEST, 1: OffsetType.EARLIEST}
+    assert fake.group_offsets[("g", "two", 0)] == 0
+    assert len(list(c)) == 6
+    c.stop()
+    with pytest.raises(PE.UnicodeException):
+        topic.get_simple_consumer(consumer_group="gr\u00fcppe")
+    with pytest.raises(ValueError):
+        topic.get_simple_consumer(auto_offset_reset=5)
+
+
+def test_auto_commit_stop_and_restart(fake):
+    fill(fake, "two", 10, 2)
+    topic = KafkaClient().topics[b"two"]
+    c = topic.get_simple_consumer(consumer_group=b"g", auto_commit_enable=True, auto_commit_interval_ms=50,
+                                  consumer_timeout_ms=200)
+    got = [c.consume() for _ in range(4)]
+    deadline = time.monotonic() + 5
+    want = {p: max(m.offset for m in got if m.partition_id == p) + 1 for p in {m.partition_id for m in got}}
+    while {p: o for (_g, _t, p), o in fake.group_offsets.items() if p in want} != want:
+        assert time.monotonic() < deadline, fake.group_offsets  # the timer commits what was consumed
+        time.sleep(0.01)
+    got.append(c.consume())
+    c.stop()  # commits on stop
+    held = c.held_offsets
+    last = {p: (-1 if v == OffsetType.EARLIEST else v) for p, v in held.items()}
+    assert {p: o for (_g, _t, p), o in fake.group_offsets.items()} == {p: v + 1 for p, v in last.items()}
+    c.start()
+    assert c.held_offsets == held
+    rest = list(c)
+    assert sorted(m.value for m in got + rest) == sorted(b"m%d" % i for i in range(10))
+    c.stop()
+
+
+def test_managed_balanced_consumer(fake):
+    topic = KafkaClient().topics[b"topicname"]
+    calls = []
+    a = topic.get_balanced_consumer(b"bal", managed=True, consumer_timeout_ms=200, membership_protocol=RoundRobinProtocol,
+                                    post_rebalance_callback=lambda c, old, new: calls.append((old, new)))
+    args = opens(fake)[-1]
+    assert args["mode"] == "group" and args["group"] == "bal" and args["assignor"] == "roundrobin"
+    assert sorted(a.partitions) == [0, 1, 2, 3] and a.held_offsets == {p: OffsetType.EARLIEST for p in range(4)}
+    assert calls and calls[-1][1] == {p: OffsetType.EARLIEST for p in range(4)}
+    b = topic.get_balanced_consumer(b"bal", managed=True, consumer_timeout_ms=200)
+    assert opens(fake)[-1]["assignor"] == "range"
+    assert len(b.partitions) == 2
+    assert a.consume() is None  # waiting (200 ms), a learns that it lost two partitions
+    assert len(a.partitions) == 2
+    fill(fake, "topicname", 40, 4)  # a quiet run: each message once
+    ga, gb = list(a), list(b)
+    assert len(a.partitions) == 2 and set(a.partitions).isdisjoint(b.partitions)
+    assert sorted(m.value for m in ga + gb) == sorted(b"m%d" % i for i in range(40))
+    assert set(calls[-1][0]) == {0, 1, 2, 3} and set(calls[-1][1]) == set(a.partitions)
+    a.commit_offsets()
+    assert {p for (_g, _t, p) in fake.group_offsets} == set(a.partitions)
+    a.reset_offsets([(topic.partitions[sorted(a.partitions)[0]], 5)])
+    with pytest.raises(PE.KafkaException):
+        a.reset_offsets([(topic.partitions[sorted(b.partitions)[0]], 5)])
+    a.stop()
+    b.stop()
+    assert a.held_offsets is None and a.partitions == {}
+    with pytest.raises(PE.KafkaException):
+        a.commit_offsets()
+    with pytest.raises(ValueError):
+        topic.get_balanced_consumer(b"x", managed=True,
+                                    membership_protocol=GroupMembershipProtocol(b"consumer", b"custom", None, None))
+
+
+def test_zookeeper_balanced_consumer_is_not_supported(fake):
+    topic = KafkaClient().topics[b"topicname"]
+    with pytest.raises(ConsumerNotSupportedError) as ei:
+        topic.get_balanced_consumer(b"charlie", zookeeper_connect="localhost:2181")
+    assert isinstance(ei.value, PE.KafkaException) and isinstance(ei.value, NotImplementedError)
+    assert "managed=True" in str(ei.value) and ei.value.kafkad_error.code == 10
+    assert opens(fake)[-1]["mode"] == "zookeeper"
+
+
+def test_membership_protocols_decide_like_pykafka():
+    class P:
+        def __init__(self, i):
+            self.id = i
+
+    parts = {i: P(i) for i in range(5)}
+    members = [b"b", b"a"]
+    assert {p.id for p in RangeProtocol.decide_partitions(members, parts, b"a")} == {0, 1, 2}
+    assert {p.id for p in RangeProtocol.decide_partitions(members, parts, b"b")} == {3, 4}
+    assert {p.id for p in RoundRobinProtocol.decide_partitions(members, parts, b"a")} == {0, 2, 4}
+    assert {p.id for p in RoundRobinProtocol.decide_partitions(members, parts, b"b")} == {1, 3}
+
+
+def test_offset_lookups(fake):
+    fill(fake, "topicname", 10, 4)
+    topic = KafkaClient().topics[b"topicname"]
+    assert {k: v.offset for k, v in topic.latest_available_offsets().items()} == {0: [3], 1: [3], 2: [2], 3: [2]}
+    assert {k: v.offset for k, v in topic.earliest_available_offsets().items()} == {p: [0] for p in range(4)}
+    p = topic.partitions[0]
+    assert p.latest_available_offset() == 3 and p.earliest_available_offset() == 0
+    assert p.fetch_offset_limit(OffsetType.LATEST) == [3]
+    with pytest.raises(NotImplementedError):
+        p.fetch_offset_limit(dt.datetime(2024, 1, 1))
+    assert topic.fetch_offset_limits(OffsetType.EARLIEST)[1].err == 0
+
+
+def test_stop_from_another_thread_ends_a_blocking_consume(fake):
+    import threading
+
+    topic = KafkaClient().topics[b"two"]
+    c = topic.get_simple_consumer()  # consumer_timeout_ms=-1: blocks forever
+    raised = []
+
+    def run():
+        try:
+            c.consume()
+        except PE.ConsumerStoppedException as e:
+            raised.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.2)
+    c.stop()
+    t.join(10)
+    assert not t.is_alive() and raised
