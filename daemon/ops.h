@@ -31,7 +31,9 @@ void ops_consumer_detach_all(kd_session *s);
 void ops_answer_waiter(kd_session *s, const kd_waiter *w);
 /* Resumes held work and answers parked requests that can be answered. */
 void ops_session_changed(kd_session *s);
-/* Frees a held produce (connection closing). */
+/* Frees every held produce (shutdown of a closed connection). */
 void ops_release_held(kd_session *s);
+/* Messages of the held produces not yet enqueued. */
+uint64_t ops_held_messages(const kd_session *s);
 
 #endif

@@ -293,19 +293,40 @@ static void answer_produce(kd_session *s, const kd_request *req, const produce_a
 	session_send_writer(s, &w);
 }
 
-void ops_release_held(kd_session *s)
+static void free_held(kd_held_produce *h)
 {
-	kd_held_produce *h = s->held;
-	if (!h)
-		return;
 	msgpack_zone_destroy(&h->zone);
 	free(h->payload);
 	free(h);
-	s->held = NULL;
 }
 
-/* Keeps a produce request that could not finish: copies its frame so the
- * read buffer can move on to other requests. */
+/* Removes the FIFO head. */
+static void pop_held(kd_session *s)
+{
+	kd_held_produce *h = s->held;
+	s->held = h->next;
+	if (!s->held)
+		s->held_tail = NULL;
+	s->held_bytes -= h->len;
+	free_held(h);
+}
+
+void ops_release_held(kd_session *s)
+{
+	while (s->held)
+		pop_held(s);
+}
+
+uint64_t ops_held_messages(const kd_session *s)
+{
+	uint64_t n = 0;
+	for (const kd_held_produce *h = s->held; h; h = h->next)
+		n += h->count - h->cursor;
+	return n;
+}
+
+/* Appends a produce request to the FIFO: copies its frame so the read buffer
+ * can move on to other requests. */
 static bool hold_produce(kd_session *s, const char *payload, uint32_t len, uint64_t first_seq, uint32_t cursor,
 			 uint32_t count)
 {
@@ -326,27 +347,41 @@ static bool hold_produce(kd_session *s, const char *payload, uint32_t len, uint6
 	h->first_seq = first_seq;
 	h->cursor = cursor;
 	h->count = count;
-	s->held = h;
+	if (s->held_tail)
+		s->held_tail->next = h;
+	else
+		s->held = h;
+	s->held_tail = h;
+	s->held_bytes += len;
 	return true;
 }
 
+/* Enqueues what the held requests have left, in order, until room runs out. */
 static void resume_held(kd_session *s)
 {
-	kd_held_produce *h = s->held;
-	if (!h)
-		return;
-	produce_args pa;
-	char why[256];
-	if (parse_produce(s, &h->req, &pa, why, sizeof(why)) != 0) {
-		/* cannot happen: it parsed when it arrived */
-		session_reply_error(s, &h->req, KD_ERR_INTERNAL, "held produce no longer parses: %s", why);
-		ops_release_held(s);
-		return;
+	while (s->held) {
+		kd_held_produce *h = s->held;
+		produce_args pa;
+		char why[256];
+		if (parse_produce(s, &h->req, &pa, why, sizeof(why)) != 0) {
+			/* cannot happen: it parsed when it arrived */
+			session_reply_error(s, &h->req, KD_ERR_INTERNAL, "held produce no longer parses: %s", why);
+			pop_held(s);
+			continue;
+		}
+		if (produce_messages(s, &pa, h->first_seq, &h->cursor) == RUN_HELD)
+			return;
+		/* answer after unlinking: a failed write may close the session */
+		kd_request req = h->req;
+		produce_args done = pa;
+		uint64_t first_seq = h->first_seq;
+		s->held = h->next;
+		if (!s->held)
+			s->held_tail = NULL;
+		s->held_bytes -= h->len;
+		answer_produce(s, &req, &done, first_seq);
+		free_held(h);
 	}
-	if (produce_messages(s, &pa, h->first_seq, &h->cursor) == RUN_HELD)
-		return;
-	answer_produce(s, &h->req, &pa, h->first_seq);
-	ops_release_held(s);
 }
 
 void op_produce(kd_session *s, const kd_request *req, const char *payload, uint32_t len)
@@ -385,7 +420,8 @@ void op_produce(kd_session *s, const kd_request *req, const char *payload, uint3
 		s->parked++;
 	}
 	uint32_t cursor = 0;
-	if (produce_messages(s, &pa, first_seq, &cursor) == RUN_DONE) {
+	/* behind held requests it waits its turn (message order) */
+	if (!s->held && produce_messages(s, &pa, first_seq, &cursor) == RUN_DONE) {
 		answer_produce(s, req, &pa, first_seq);
 		return;
 	}
@@ -433,7 +469,7 @@ static void answer_poll(kd_session *s)
 /* Messages of this connection without an outcome, held ones included. */
 static uint64_t unfinished(const kd_session *s)
 {
-	return s->ob->inflight + (s->held ? s->held->count - s->held->cursor : 0);
+	return s->ob->inflight + ops_held_messages(s);
 }
 
 static void answer_flush(kd_session *s)

@@ -51,8 +51,8 @@ static void session_free(kd_session *s)
 static void on_handle_closed(uv_handle_t *h)
 {
 	kd_session *s = h->data;
-	/* a closed connection with a held produce lives on until it is enqueued */
-	if (--s->open_handles > 0 || s->held)
+	/* a closed connection with held produces lives on until they are enqueued */
+	if (--s->open_handles > 0 || s->in_draining)
 		return;
 	session_free(s);
 }
@@ -68,7 +68,7 @@ static void release_outbox(kd_session *s)
 	s->ob = NULL;
 }
 
-/* A closed connection's held produce finished: let the session go. */
+/* A closed connection's held produces are all enqueued: let it go. */
 static void finish_draining(kd_session *s)
 {
 	kd_daemon *d = s->d;
@@ -78,6 +78,7 @@ static void finish_draining(kd_session *s)
 			break;
 		}
 	}
+	s->in_draining = false;
 	release_outbox(s);
 	if (s->open_handles == 0)
 		session_free(s);
@@ -90,7 +91,7 @@ static void drain_closed_input(kd_session *s)
 {
 	size_t off = 0;
 	const uint32_t max_frame = s->d->cfg->max_frame;
-	while (!s->held) {
+	for (;;) {
 		uint32_t n;
 		if (codec_frame_check((const uint8_t *)s->rbuf + off, s->rlen - off, max_frame, &n) != KD_FRAME_READY)
 			break;
@@ -114,11 +115,15 @@ static void drain_closed_input(kd_session *s)
  * until its held produce is enqueued, or let the outbox go now. */
 static void close_drain(kd_session *s)
 {
+	if (s->close_drained)
+		return;
+	s->close_drained = true;
 	drain_closed_input(s);
 	if (s->held) {
-		log_info("connection #%llu closed with produce requests not yet enqueued (%u messages in the held "
-			 "one); enqueueing them as room appears",
-			 (unsigned long long)s->id, s->held->count - s->held->cursor);
+		log_info("connection #%llu closed with %llu messages of its produce requests not yet enqueued; "
+			 "enqueueing them as room appears",
+			 (unsigned long long)s->id, (unsigned long long)ops_held_messages(s));
+		s->in_draining = true;
 		s->next_draining = s->d->draining;
 		s->d->draining = s;
 	} else {
@@ -151,8 +156,8 @@ void session_abandon_draining(kd_daemon *d)
 {
 	while (d->draining) {
 		kd_session *s = d->draining;
-		log_error("shutdown: %u messages of a closed connection's held produce request were never enqueued",
-			  s->held->count - s->held->cursor);
+		log_error("shutdown: %llu messages of a closed connection's produce requests were never enqueued",
+			  (unsigned long long)ops_held_messages(s));
 		ops_release_held(s);
 		finish_draining(s);
 	}
@@ -358,7 +363,8 @@ static void framing_error(kd_session *s, const char *fmt, ...)
 static bool want_reading(const kd_session *s)
 {
 	const kd_config *cfg = s->d->cfg;
-	return !s->closing && !s->close_after_write && !s->produce_blocked && s->unsent <= cfg->write_high_water &&
+	return !s->closing && !s->close_after_write && s->held_bytes <= cfg->max_frame &&
+	       s->unsent <= cfg->write_high_water &&
 	       s->parked < cfg->max_parked;
 }
 
@@ -379,8 +385,7 @@ static void update_reading(kd_session *s)
 	}
 }
 
-/* Handles one complete frame payload. Returns false when the frame must stay
- * in the buffer (a produce behind a held produce). */
+/* Handles one complete frame payload. */
 static bool handle_frame(kd_session *s, const char *payload, uint32_t len)
 {
 	msgpack_object root;
@@ -398,11 +403,6 @@ static bool handle_frame(kd_session *s, const char *payload, uint32_t len)
 		msgpack_zone_clear(&s->zone);
 		return true;
 	}
-	if (s->held && codec_str_eq(req.op, req.op_len, "produce")) {
-		msgpack_zone_clear(&s->zone);
-		s->produce_blocked = true;
-		return false;
-	}
 	s->d->counters.requests++;
 	dispatch_request(s, &req, payload, len);
 	msgpack_zone_clear(&s->zone);
@@ -414,7 +414,6 @@ static void session_process_input(kd_session *s)
 	if (s->processing)
 		return;
 	s->processing = true;
-again:;
 	size_t off = 0;
 	const uint32_t max_frame = s->d->cfg->max_frame;
 	while (!s->closing && !s->close_after_write) {
@@ -469,11 +468,6 @@ again:;
 		s->recheck = false;
 		ops_session_changed(s);
 	}
-	if (s->produce_blocked && !s->held && !s->closing) {
-		/* the held request finished while we were busy: go on */
-		s->produce_blocked = false;
-		goto again;
-	}
 	s->processing = false;
 	update_reading(s);
 }
@@ -481,10 +475,8 @@ again:;
 void session_changed(kd_session *s)
 {
 	if (s->closing) {
-		if (s->held) {
+		if (s->in_draining) {
 			ops_session_changed(s);
-			if (!s->held)
-				drain_closed_input(s);
 			if (!s->held)
 				finish_draining(s);
 		}
@@ -494,14 +486,8 @@ void session_changed(kd_session *s)
 		s->recheck = true;
 		return;
 	}
-	bool was_blocked = s->produce_blocked;
 	ops_session_changed(s);
-	if (was_blocked && !s->held) {
-		s->produce_blocked = false;
-		session_process_input(s);
-	} else {
-		update_reading(s);
-	}
+	update_reading(s);
 }
 
 int session_accept(kd_daemon *d, uv_stream_t *server)

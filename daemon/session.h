@@ -4,8 +4,8 @@
  * Per-connection memory is bounded (protocol/SPEC.md 5.1): the read buffer
  * holds at most one frame (<= max_frame + 4) plus what one read brings; the
  * daemon stops reading while unsent responses exceed write_high_water, while
- * parked requests reach max_parked, or while a produce request is held and
- * another one is waiting behind it. */
+ * parked requests reach max_parked, or while held produce requests hold more
+ * than max_frame bytes. */
 #ifndef KAFKAD_SESSION_H
 #define KAFKAD_SESSION_H
 
@@ -20,9 +20,12 @@
 #include "consumer.h"
 #include "producer.h"
 
-/* A produce request that could not be fully enqueued yet (no room): it owns
- * a copy of its frame and resumes at `cursor`. */
+/* A produce request that could not be fully enqueued yet (no room), or that
+ * arrived while an earlier one was held: it owns a copy of its frame and
+ * resumes at `cursor`. Held requests form a FIFO per connection, so order is
+ * kept while other requests (poll_reports, ...) are still served. */
 typedef struct kd_held_produce {
+	struct kd_held_produce *next;
 	char *payload;
 	size_t len;
 	msgpack_zone zone;
@@ -51,12 +54,15 @@ struct kd_session {
 	bool close_after_write; /* framing error: close once the error frame is out */
 	bool processing;        /* inside session_process_input */
 	bool recheck;           /* changed() arrived while processing */
-	bool produce_blocked;   /* a produce frame waits behind the held one */
+	bool close_drained;     /* close_drain() ran */
+	bool in_draining;       /* on d->draining: closed, held produces still enqueueing */
 	msgpack_zone zone;
 
 	kd_outbox *ob;
-	kd_held_produce *held;
-	kd_session *next_draining; /* closed, held produce still enqueueing */
+	kd_held_produce *held;      /* FIFO head: the request being enqueued */
+	kd_held_produce *held_tail;
+	size_t held_bytes;          /* frame bytes in the FIFO; bounded by max_frame */
+	kd_session *next_draining;
 
 	struct kd_attach **attaches; /* consumer handles opened on this connection */
 	uint32_t n_attaches, cap_attaches;
