@@ -468,6 +468,23 @@ def test_group_two_daemons_rebalance_on_stop_and_return(kafka_cluster, daemon_fa
     c2.close()
 
 
+def test_group_consumer_close_by_last_user_leaves_the_group_at_once(kafka_cluster, daemon_factory):
+    topic = kafka_cluster.new_topic("cgleave", partitions=2)
+    group = "g-" + uuid.uuid4().hex[:8]
+    d1 = daemon_factory(extra=GROUP_PROPS)
+    d2 = daemon_factory(extra=GROUP_PROPS + "[daemon]\nconsumer_linger_ms = 600000\n")
+    with Client(d1.socket) as c1, Client(d2.socket) as c2:
+        k1 = c1.consumer(topic, mode="group", group=group)
+        k2 = c2.consumer(topic, mode="group", group=group)
+        settle([k1, k2], 2, topic)
+        k2.close()  # its last user: the daemon leaves the group despite the long linger
+        deadline = time.monotonic() + WAIT
+        while k1.assignment != {(topic, 0), (topic, 1)}:
+            assert time.monotonic() < deadline, f"daemon 1 never got both partitions: {k1.assignment}"
+            assert k1.consume(10, timeout=0.3) == []
+        k1.close()
+
+
 def test_group_shared_with_confluent_kafka_member(kafka_cluster, daemon_factory):
     d = daemon_factory(extra=GROUP_PROPS)
     topic = kafka_cluster.new_topic("cgck", partitions=4)
@@ -585,6 +602,31 @@ def test_kill9_before_commit_redelivers_uncommitted_to_other_process(kafka_clust
         b.stop()
 
 
+def test_dropped_connection_rewinds_for_the_next_attach_within_linger(kafka_cluster, daemon):
+    """The only attached connection goes away without committing or closing:
+    the daemon keeps the consumer for consumer_linger_ms and a connection
+    attaching meanwhile continues from the last commit."""
+    topic = kafka_cluster.new_topic("clinger", partitions=2)
+    group = "g-" + uuid.uuid4().hex[:8]
+    sent = produce(daemon.socket, topic, 100, 2)
+    c1 = Client(daemon.socket)
+    con = c1.consumer(topic, group=group, auto_offset_reset="earliest")
+    first = con.consume(20, timeout=WAIT)
+    done = dict(((t, p), o) for t, p, o in con.commit())
+    later = drain(con, 30, max=30)  # consumed, never committed
+    assert later
+    c1.close()  # no consumer_close: the daemon sees the connection drop
+    with Client(daemon.socket) as c2:
+        with c2.consumer(topic, group=group, auto_offset_reset="earliest") as again:
+            assert again.attached == 1
+            rest = drain(again, 100 - len(first))
+            assert again.consume(100, timeout=0.5) == []
+            assert sorted(m.value for m in first + rest) == sorted(v for _p, v in sent)
+            for p in range(2):
+                assert min(m.offset for m in rest if m.partition == p) == done.get((topic, p), 0)
+            assert {m.value for m in later} <= {m.value for m in rest}
+
+
 # ------------------------------------------------------- declared consumers
 
 
@@ -682,3 +724,51 @@ def test_bad_input_gives_clear_errors_and_connection_stays_usable(kafka_cluster,
         produce(daemon.socket, topic, 4, 2)
         with c.consumer(topic, auto_offset_reset="earliest") as ok:
             assert len(drain(ok, 4)) == 4
+
+
+# ------------------------------------------------------------ daemon limits
+
+
+def test_consume_result_never_exceeds_max_frame(kafka_cluster, daemon_factory):
+    """SPEC 1: no frame in either direction exceeds max_frame.  A consume
+    result's size is bounded by `max` messages and `max_bytes` of payload,
+    but each message also costs ~17+ bytes of framing: many small (here
+    empty) messages must still come in results that fit max_frame."""
+    d = daemon_factory(extra="[daemon]\nmax_frame = 262144\n")
+    topic = kafka_cluster.new_topic("cframe", partitions=4)
+    with Client(d.socket) as c:
+        assert c.hello.max_frame == 262144
+        for _ in range(4):
+            res = c.produce_batch(topic, [{"value": b"", "partition": p} for p in range(4) for _ in range(2500)],
+                                  ack="wait", timeout=60)
+            assert not res.errors
+        h = c.call("consumer_open", {"topic": topic, "auto_offset_reset": "earliest"})["handle"]
+        time.sleep(2.0)  # let the daemon buffer what it fetched (up to 8192 per partition)
+        got = 0
+        deadline = time.monotonic() + WAIT
+        while got < 40000:
+            assert time.monotonic() < deadline, f"{got} of 40000"
+            res = c.call("consume", {"handle": h, "max": 100000, "max_bytes": 1, "timeout_ms": 1000})
+            got += len(res["messages"])
+        assert c.ping() >= 0
+
+
+def test_eof_is_reported_once_the_buffered_messages_are_taken(kafka_cluster, daemon):
+    """SPEC 4.10: "eof" when the connection has read to the end of a
+    partition.  The daemon learns the end from librdkafka while it may
+    still buffer messages of the partition; the event must come once those
+    are handed out, not be lost."""
+    topic = kafka_cluster.new_topic("ceof", partitions=1)
+    produce(daemon.socket, topic, 100, 1)
+    with Client(daemon.socket) as c:
+        h = c.call("consumer_open", {"topic": topic, "auto_offset_reset": "earliest"})["handle"]
+        time.sleep(2.0)  # everything fetched (and the end seen) before anything is taken
+        got = 0
+        events: List[Dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e["type"] == "eof" for e in events):
+            res = c.call("consume", {"handle": h, "max": 1000, "timeout_ms": 500})
+            got += len(res["messages"])
+            events += res["events"]
+        assert got == 100
+        assert [(e["partition"], e["offset"]) for e in events if e["type"] == "eof"] == [(0, 100)]
