@@ -42,4 +42,9 @@ meson test -C build-asan --print-errorlogs
 step "Python integration suites against the ASan+UBSan daemon"
 KAFKAD_BIN="$ROOT/build-asan/daemon/kafkad" "${PYTEST[@]}" -m integration tests/python
 
+if [ -f client-stubs/go/go.mod ]; then
+    step "Go integration suite against the ASan+UBSan daemon"
+    (cd client-stubs/go && KAFKAD_BIN="$ROOT/build-asan/daemon/kafkad" go test -race -count=1 ./...)
+fi
+
 step "all suites passed"
