@@ -38,6 +38,8 @@ typedef struct kd_cpart {
 	size_t bytes;
 	int64_t commit_pos; /* where the holder's uncommitted window starts */
 	int64_t next_hand;  /* offset after the last message handed out */
+	int64_t eof_offset; /* end reached while messages were still buffered */
+	bool eof_pending;   /* ... so the eof event waits until they are handed out */
 	bool paused;
 	struct kd_cpart *next;
 } kd_cpart;
@@ -157,6 +159,7 @@ static void buf_clear(kd_cpart *p)
 	}
 	p->head = 0;
 	p->bytes = 0;
+	p->eof_pending = false;
 }
 
 static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
@@ -175,6 +178,7 @@ static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
 	}
 	p->buf[(p->head + p->len) % p->cap] = m;
 	p->len++;
+	p->eof_pending = false;
 	p->bytes += m->len + m->key_len;
 	return true;
 }
@@ -435,8 +439,12 @@ static void intake_message(kd_consumer *c, rd_kafka_message_t *m)
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
 			int t = msg_topic_index(c, m->rkt);
 			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, m->partition);
-			if (p && p->holder && p->len == 0)
+			if (p && p->holder && p->len == 0) {
 				push_event(p->holder, EV_EOF, p->tidx, p->partition, m->offset);
+			} else if (p && p->len > 0) {
+				p->eof_pending = true;
+				p->eof_offset = m->offset;
+			}
 		} else {
 			log_warn("consumer %s: %s%s%s", c->key, m->rkt ? rd_kafka_topic_name(m->rkt) : "",
 				 m->rkt ? ": " : "", rd_kafka_message_errstr(m));
@@ -1010,6 +1018,10 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 		}
 		if (p->paused && p->len < PART_BUF_MAX_MSGS / 2 && p->bytes < PART_BUF_MAX_BYTES / 2)
 			set_paused(c, p, false);
+		if (p->eof_pending && p->len == 0) {
+			p->eof_pending = false;
+			push_event(a, EV_EOF, p->tidx, p->partition, p->eof_offset);
+		}
 	}
 	pack_cstr(pk, "events");
 	msgpack_pack_array(pk, a->n_events);
