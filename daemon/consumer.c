@@ -915,6 +915,21 @@ bool attach_has_output(const kd_attach *a)
 
 void attach_set_waiting(kd_attach *a, bool waiting) { a->waiting = waiting; }
 
+/* What a message costs in a consume result: payload plus its framing. */
+static size_t msg_cost(const rd_kafka_message_t *m)
+{
+	size_t cost = m->len + m->key_len + 40;
+	rd_kafka_headers_t *hdrs = NULL;
+	if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+		const char *name;
+		const void *val;
+		size_t size;
+		for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++)
+			cost += strlen(name) + size + 12;
+	}
+	return cost;
+}
+
 static void pack_message(msgpack_packer *pk, const rd_kafka_message_t *m, uint32_t tidx)
 {
 	msgpack_pack_array(pk, 7);
@@ -984,11 +999,12 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 				if (take[idx] >= p->len)
 					continue;
 				const rd_kafka_message_t *m = p->buf[(p->head + take[idx]) % p->cap];
-				if (bytes > 0 && bytes + m->len + m->key_len > max_bytes) {
+				size_t cost = msg_cost(m);
+				if (bytes > 0 && bytes + cost > max_bytes) {
 					bytes = max_bytes;
 					break;
 				}
-				bytes += m->len + m->key_len;
+				bytes += cost;
 				take[idx]++;
 				total++;
 				progress = true;
