@@ -277,3 +277,14 @@ def test_stop_from_another_thread_ends_a_blocking_consume(fake):
     c.stop()
     t.join(10)
     assert not t.is_alive() and raised
+
+
+def test_more_balanced_consumers_than_partitions(fake):
+    topic = KafkaClient().topics[b"two"]
+    cons = [topic.get_balanced_consumer(b"many", managed=True, consumer_timeout_ms=100) for _ in range(3)]
+    for c in cons:
+        c.consume()  # learn about lease changes
+    sizes = sorted(len(c.partitions) for c in cons)
+    assert sizes == [0, 1, 1]
+    for c in cons:
+        c.stop()

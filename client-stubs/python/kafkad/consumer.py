@@ -243,6 +243,7 @@ class _Core:
         self.error: Optional[KafkadError] = None
         self.closed = False
         self.track = False
+        self.responses = 0  # consume results applied
 
     # -- hooks (called in dispatch order, client lock held) ------------------
 
@@ -272,6 +273,7 @@ class _Core:
                         self.error = exc
                 continue
             res = req.result
+            self.responses += 1
             if not isinstance(res, dict):
                 self.error = ProtocolViolation("consume result is not a map")
                 continue
@@ -504,7 +506,7 @@ class Consumer:
             ).start()
             weakref.finalize(self, ev.set)
         with client._lock:
-            self._fetch_locked()
+            self._fetch_locked(0)  # the first result brings the leases at once
 
     # -- properties ------------------------------------------------------------
 
@@ -560,13 +562,13 @@ class Consumer:
 
     # -- I/O helpers -------------------------------------------------------------
 
-    def _fetch_locked(self) -> None:
+    def _fetch_locked(self, park_ms: int = PARK_MS) -> None:
         """Send the next consume request if one is due (client lock held)."""
         core = self._core
         c = self._client
         if not core.want_fetch() or c._closed:
             return
-        rid, req, payload = c._encode_call("consume", core.consume_args(PARK_MS))
+        rid, req, payload = c._encode_call("consume", core.consume_args(park_ms))
         req.hook = core.on_consume
         core.inflight = req
         c._send_payload(payload)
@@ -671,6 +673,12 @@ class Consumer:
         seconds; None: forever) without handing out messages (they stay
         buffered); returns :attr:`assignment`."""
         core = self._core
+        self._wait_state(lambda: bool(core.assignment), timeout)
+        return set(core.assignment)
+
+    def _wait_state(self, pred: Callable[[], bool], timeout: Optional[float]) -> bool:
+        """Apply consume results (buffering messages) until pred() or timeout."""
+        core = self._core
         c = self._client
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         while True:
@@ -678,8 +686,8 @@ class Consumer:
                 self._check()
                 core.process()
                 core.raise_error()
-                if core.assignment:
-                    return set(core.assignment)
+                if pred():
+                    return True
             with c._lock:
                 if c._closed:
                     raise c._close_exc
@@ -688,7 +696,7 @@ class Consumer:
                 now = time.monotonic()
                 if not core.inbox:
                     if deadline is not None and now >= deadline:
-                        return set(core.assignment)
+                        return False
                     until = now + PARK_MS / 1000.0
                     c._wait_for(lambda: bool(core.inbox), until if deadline is None else min(deadline, until))
 

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 MAGIC_OFFSETS = (OffsetType.EARLIEST, OffsetType.LATEST)
 _FIRST_ASSIGNMENT_WAIT = 30.0  # seconds a balanced consumer's start() waits for partitions
+_LEASE_WAIT = 5.0  # ... when other connections share the daemon's group member
 
 OffsetFetchPartitionResponse = namedtuple("OffsetFetchPartitionResponse", ["offset", "metadata", "err"])
 
@@ -706,8 +707,15 @@ class _BalancedBase(_DaemonConsumer):
             # PyKafka's start() returns once the group assigned partitions
             kc = self._kc
             assert kc is not None
+            # joining takes a while for a new group member; another connection
+            # attached to the daemon's member already leases partitions to
+            # this one (or none: more consumers than partitions) right away
             try:
-                kc.wait_assignment(_FIRST_ASSIGNMENT_WAIT)
+                if kc.attached <= 1:
+                    kc.wait_assignment(_FIRST_ASSIGNMENT_WAIT)
+                else:
+                    core = kc._core
+                    kc._wait_state(lambda: bool(core.assignment) or core.responses > 0, _LEASE_WAIT)
             except KafkadError as e:
                 self.stop()
                 raise _translate(e) from e
