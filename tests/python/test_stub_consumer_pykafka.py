@@ -288,3 +288,19 @@ def test_more_balanced_consumers_than_partitions(fake):
     assert sizes == [0, 1, 1]
     for c in cons:
         c.stop()
+
+
+def test_dropped_consumer_stops_and_commits(fake):
+    import gc as _gc
+
+    fill(fake, "two", 4, 2)
+    topic = KafkaClient().topics[b"two"]
+    c = topic.get_simple_consumer(consumer_group=b"drop", auto_commit_enable=True)
+    got = [c.consume() for _ in range(3)]
+    del c
+    _gc.collect()
+    want = {p: max(m.offset for m in got if m.partition_id == p) + 1 for p in {m.partition_id for m in got}}
+    assert {p: o for (g, _t, p), o in fake.group_offsets.items() if g == "drop" and p in want} == want
+    b = topic.get_balanced_consumer(b"bz", managed=True, consumer_timeout_ms=0)
+    b.consume()  # consumer_timeout_ms=0: returns at once (PyKafka's balanced consumer)
+    b.stop()

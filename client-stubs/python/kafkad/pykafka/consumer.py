@@ -295,7 +295,7 @@ class _DaemonConsumer:
         or when ``consumer_timeout_ms`` (> 0) passed without one.  Blocks
         forever otherwise."""
         kc = self._native()
-        limit = self._consumer_timeout_ms / 1000.0 if self._consumer_timeout_ms > 0 else None
+        limit = self._timeout_limit()
         deadline = None if limit is None else time.monotonic() + limit
         while True:
             if not block:
@@ -326,8 +326,21 @@ class _DaemonConsumer:
             msg.value, msg.partition_key = self._deserializer(msg.value, msg.partition_key)
         return msg
 
+    def _timeout_limit(self) -> Optional[float]:
+        """How long a blocking consume() waits (None: forever).  PyKafka's
+        SimpleConsumer waits forever unless consumer_timeout_ms > 0."""
+        return self._consumer_timeout_ms / 1000.0 if self._consumer_timeout_ms > 0 else None
+
     def _after_poll(self) -> None:
         """Hook: work to do outside the native consumer's lock."""
+
+    def __del__(self) -> None:
+        # as PyKafka: a dropped consumer stops (committing when auto-committing)
+        try:
+            if self._running:
+                self.stop()
+        except Exception:  # interpreter shutdown, half-built object
+            pass
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until ``consumer_timeout_ms`` passes without one (forever
@@ -626,6 +639,10 @@ class _BalancedBase(_DaemonConsumer):
 
     def _held_ids(self) -> List[int]:
         return sorted(self._held)
+
+    def _timeout_limit(self) -> Optional[float]:
+        # PyKafka's balanced consumers: only -1 waits forever (0: no wait)
+        return None if self._consumer_timeout_ms == -1 else max(0, self._consumer_timeout_ms) / 1000.0
 
     @property
     def partitions(self) -> Dict[int, "Partition"]:
