@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "jobs.h"
 #include "log.h"
 #include "ops.h"
 #include "session.h"
@@ -127,20 +128,14 @@ void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_
 	session_send_writer(s, &w);
 }
 
-/* --- metadata: rd_kafka_metadata blocks, so it runs on libuv's thread pool */
+/* --- metadata: rd_kafka_metadata blocks, so it runs on the thread pool ----- */
 
-typedef struct metadata_job {
-	uv_work_t work;
-	kd_daemon *d;
-	uint64_t session_id; /* looked up again when done: the session may be gone */
-	uint64_t req_id;
+typedef struct metadata_query {
 	kd_cluster *cluster;
 	char **topics; /* NULL: all */
 	uint32_t n_topics;
 	int timeout_ms;
-	char *frame; /* the response, built on the worker thread */
-	size_t frame_len;
-} metadata_job;
+} metadata_query;
 
 static int cmp_partition(const void *a, const void *b)
 {
@@ -192,24 +187,20 @@ static void pack_topic(msgpack_packer *pk, const rd_kafka_metadata_topic_t *t)
 	free(parts);
 }
 
-static void metadata_work(uv_work_t *work)
+static void metadata_run(bg_job *bj)
 {
-	metadata_job *job = work->data;
+	metadata_query *job = bj->data;
 	const rd_kafka_metadata_t *md = NULL;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(cluster_rk(job->cluster), 1, NULL, &md, job->timeout_ms);
-	kd_writer w;
-	writer_init(&w);
 	if (err) {
-		msgpack_pack_array(&w.pk, 3);
-		msgpack_pack_uint64(&w.pk, job->req_id);
 		char msg[256];
 		snprintf(msg, sizeof(msg), "metadata from cluster %s: %s", cluster_name(job->cluster), rd_kafka_err2str(err));
-		pack_kafka_error(&w.pk, err, msg);
-		msgpack_pack_nil(&w.pk);
-		job->frame = writer_take(&w, &job->frame_len);
+		job_error(bj, err, msg);
 		return;
 	}
-	writer_begin_ok(&w, job->req_id, true);
+	kd_writer w;
+	writer_init(&w);
+	writer_begin_ok(&w, bj->req_id, true);
 	msgpack_pack_map(&w.pk, 3);
 	pack_kv_str(&w.pk, "cluster", cluster_name(job->cluster));
 	pack_cstr(&w.pk, "brokers");
@@ -246,35 +237,16 @@ static void metadata_work(uv_work_t *work)
 		}
 	}
 	rd_kafka_metadata_destroy(md);
-	job->frame = writer_take(&w, &job->frame_len);
+	bj->frame = writer_take(&w, &bj->frame_len);
 }
 
-static void free_job(metadata_job *job)
+static void metadata_cleanup(bg_job *bj)
 {
+	metadata_query *job = bj->data;
 	for (uint32_t i = 0; job->topics && i < job->n_topics; i++)
 		free(job->topics[i]);
 	free(job->topics);
-	free(job->frame);
 	free(job);
-}
-
-static void metadata_done(uv_work_t *work, int status)
-{
-	metadata_job *job = work->data;
-	job->d->background_jobs--;
-	kd_session *s = daemon_find_session(job->d, job->session_id);
-	if (s) {
-		s->parked--;
-		if (status == 0) {
-			session_send(s, job->frame, job->frame_len);
-			job->frame = NULL;
-		} else {
-			kd_request req = {.id = job->req_id, .has_id = true};
-			session_reply_error(s, &req, KD_ERR_INTERNAL, "metadata request cancelled");
-		}
-		session_changed(s);
-	}
-	free_job(job);
 }
 
 void op_metadata(kd_session *s, const kd_request *req, const char *payload, uint32_t len)
@@ -305,40 +277,41 @@ void op_metadata(kd_session *s, const kd_request *req, const char *payload, uint
 		session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "topics: expected a list of strings");
 		return;
 	}
-	metadata_job *job = calloc(1, sizeof(*job));
-	if (!job) {
+	metadata_query *job = calloc(1, sizeof(*job));
+	bg_job *bj = calloc(1, sizeof(*bj));
+	if (!job || !bj) {
+		free(job);
+		free(bj);
 		session_reply_error(s, req, KD_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	job->d = s->d;
-	job->session_id = s->id;
-	job->req_id = req->id;
+	bj->run = metadata_run;
+	bj->cleanup = metadata_cleanup;
+	bj->data = job;
 	job->cluster = c;
 	job->timeout_ms = (int)timeout;
-	job->work.data = job;
 	if (topics) {
 		job->topics = calloc(topics->size ? topics->size : 1, sizeof(char *));
-		if (!job->topics) {
-			free_job(job);
-			session_reply_error(s, req, KD_ERR_INTERNAL, "out of memory");
-			return;
-		}
-		job->n_topics = topics->size;
-		for (uint32_t i = 0; i < topics->size; i++) {
+		for (uint32_t i = 0; job->topics && i < topics->size; i++) {
 			const msgpack_object *t = &topics->ptr[i];
 			if (t->type != MSGPACK_OBJECT_STR) {
-				free_job(job);
+				metadata_cleanup(bj);
+				free(bj);
 				session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "topics[%u]: expected a string", i);
 				return;
 			}
-			job->topics[i] = codec_strdup(t->via.str.ptr, t->via.str.size);
+			job->topics[job->n_topics++] = codec_strdup(t->via.str.ptr, t->via.str.size);
+		}
+		if (!job->topics || (topics->size && !job->topics[job->n_topics - 1])) {
+			metadata_cleanup(bj);
+			free(bj);
+			session_reply_error(s, req, KD_ERR_INTERNAL, "out of memory");
+			return;
 		}
 	}
-	if (uv_queue_work(s->d->loop, &job->work, metadata_work, metadata_done) != 0) {
-		free_job(job);
+	if (!bg_start(s, req, bj)) {
+		metadata_cleanup(bj);
+		free(bj);
 		session_reply_error(s, req, KD_ERR_INTERNAL, "cannot queue the metadata request");
-		return;
 	}
-	s->d->background_jobs++;
-	s->parked++;
 }

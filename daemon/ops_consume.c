@@ -5,6 +5,7 @@
 
 
 #include "consumer.h"
+#include "jobs.h"
 #include "errors.h"
 #include "log.h"
 #include "ops.h"
@@ -24,63 +25,6 @@ typedef struct consume_park {
 	size_t max_bytes;
 	struct consume_park *next;
 } consume_park;
-
-/* --- thread-pool jobs: the work runs off the loop, `done` on it ---------- */
-
-typedef struct bg_job bg_job;
-struct bg_job {
-	uv_work_t work;
-	kd_daemon *d;
-	uint64_t session_id; /* looked up again when done: the session may be gone */
-	uint64_t req_id;
-	void (*run)(bg_job *job);                  /* worker thread */
-	void (*done)(bg_job *job, kd_session *s); /* loop thread; s NULL if gone */
-	void (*cleanup)(bg_job *job);
-	char *frame; /* a response built by run(), sent as is when set */
-	size_t frame_len;
-	void *data;
-};
-
-static void bg_work(uv_work_t *w)
-{
-	bg_job *job = w->data;
-	job->run(job);
-}
-
-static void bg_after(uv_work_t *w, int status)
-{
-	(void)status;
-	bg_job *job = w->data;
-	job->d->background_jobs--;
-	kd_session *s = daemon_find_session(job->d, job->session_id);
-	if (s)
-		s->parked--;
-	if (job->done)
-		job->done(job, s);
-	else if (s && job->frame) {
-		session_send(s, job->frame, job->frame_len);
-		job->frame = NULL;
-	}
-	if (s)
-		session_changed(s);
-	if (job->cleanup)
-		job->cleanup(job);
-	free(job->frame);
-	free(job);
-}
-
-static bool bg_start(kd_session *s, const kd_request *req, bg_job *job)
-{
-	job->d = s->d;
-	job->session_id = s->id;
-	job->req_id = req->id;
-	job->work.data = job;
-	if (uv_queue_work(s->d->loop, &job->work, bg_work, bg_after) != 0)
-		return false;
-	s->d->background_jobs++;
-	s->parked++;
-	return true;
-}
 
 /* --- argument helpers ---------------------------------------------------- */
 
@@ -693,17 +637,6 @@ static void query_cleanup(bg_job *job)
 	if (q->list)
 		rd_kafka_topic_partition_list_destroy(q->list);
 	free(q);
-}
-
-static void job_error(bg_job *job, rd_kafka_resp_err_t err, const char *msg)
-{
-	kd_writer w;
-	writer_init(&w);
-	msgpack_pack_array(&w.pk, 3);
-	msgpack_pack_uint64(&w.pk, job->req_id);
-	pack_kafka_error(&w.pk, err, msg);
-	msgpack_pack_nil(&w.pk);
-	job->frame = writer_take(&w, &job->frame_len);
 }
 
 /* A short-lived consumer handle with the group's id, so the query never

@@ -63,7 +63,9 @@ def test_broker_down_then_back(kafka_cluster, daemon_factory):
                 if pings >= 5:
                     break
             assert pings >= 5
-            assert prod.is_alive() and meta.is_alive(), "produce/metadata finished before the pings: cannot tell"
+            # (the metadata call may fail fast with _TRANSPORT once librdkafka
+            # sees every broker down; the produce waits message.timeout.ms)
+            assert prod.is_alive(), "the produce finished before the pings: cannot tell"
             prod.join(30)
             meta.join(30)
             assert not prod.is_alive() and not meta.is_alive()
