@@ -16,8 +16,11 @@
 #define OFFSET_UNKNOWN INT64_MIN
 #define INTAKE_BATCH 512
 #define INTAKE_BATCHES_PER_WAKEUP 16
-#define PART_BUF_MAX_MSGS 8192u
-#define PART_BUF_MAX_BYTES (8u << 20)
+/* Per-partition buffer bounds. A pause/resume costs librdkafka about a second
+ * of fetching (2.0.x), so they are far above one fetch and far apart: they
+ * only bite when nobody consumes the partition. */
+#define PART_BUF_MAX_MSGS 262144u
+#define PART_BUF_MAX_BYTES (32u << 20)
 #define MAX_EVENTS 65536u
 
 enum kd_event_type { EV_ASSIGNED, EV_REVOKED, EV_EOF };
@@ -1032,7 +1035,7 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 			p->len--;
 			rd_kafka_message_destroy(m);
 		}
-		if (p->paused && p->len < PART_BUF_MAX_MSGS / 2 && p->bytes < PART_BUF_MAX_BYTES / 2)
+		if (p->paused && p->len < PART_BUF_MAX_MSGS / 8 && p->bytes < PART_BUF_MAX_BYTES / 8)
 			set_paused(c, p, false);
 		if (p->eof_pending && p->len == 0) {
 			p->eof_pending = false;
