@@ -35,16 +35,27 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
-import resource
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (bench/common.py: helpers shared with the other benchmarks)
+from common import (  # noqa: E402
+    Phase,
+    fmt_table,
+    log,
+    machine,
+    med,
+    percentiles,
+    proc_cpu,
+    self_cpu,
+    system_busy,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -69,57 +80,6 @@ THROUGHPUT_WARMUP = 1000  # messages produced and acknowledged before the clock 
 LATENCY_WARMUP = 100
 POLL_EVERY = 1024
 BATCH = 10000  # produce_batch chunk
-
-
-# --------------------------------------------------------------------------
-# measurement helpers (worker side)
-
-
-def proc_cpu(pid: int) -> float:
-    """utime+stime of a process in seconds (-1 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return -1.0
-    fields = data[data.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime/stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def system_busy() -> float:
-    """CPU seconds all CPUs spent not idle (from /proc/stat), steal included."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
-    return (sum(vals[:8]) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def self_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-class Phase:
-    """Wall time, own CPU and watched processes' CPU over a code section."""
-
-    def __init__(self, watch: Dict[str, int]) -> None:
-        self.watch = watch
-
-    def __enter__(self) -> "Phase":
-        self.w0 = {k: proc_cpu(p) for k, p in self.watch.items()}
-        self.c0 = self_cpu()
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.elapsed = time.perf_counter() - self.t0
-        self.cpu = self_cpu() - self.c0
-        w1 = {k: proc_cpu(p) for k, p in self.watch.items()}
-        self.watched = {k: (w1[k] - self.w0[k]) if w1[k] >= 0 and self.w0[k] >= 0 else -1.0 for k in self.watch}
-
-    def result(self, **kw: Any) -> Dict[str, Any]:
-        return dict(elapsed_s=self.elapsed, cpu_s=self.cpu, watch=self.watched, **kw)
 
 
 # --------------------------------------------------------------------------
@@ -195,15 +155,7 @@ def a_kafkad_batch(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, An
 
 
 def confluent_conf(o: argparse.Namespace, linger_ms: int) -> Dict[str, Any]:
-    return {
-        "bootstrap.servers": o.bootstrap,
-        "acks": "all",
-        "linger.ms": linger_ms,
-        "compression.type": "none",
-        # kafkad's own librdkafka defaults, so that the queue bound is the same
-        "queue.buffering.max.messages": 1000000,
-        "queue.buffering.max.kbytes": 1048576,
-    }
+    return common.confluent_conf(o.bootstrap, linger_ms)
 
 
 def a_confluent(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, Any]:
@@ -522,25 +474,6 @@ class Runner:
         return runs
 
 
-def percentiles(lat: List[float]) -> Dict[str, float]:
-    s = sorted(lat)
-    n = len(s)
-
-    def q(p: float) -> float:
-        # nearest rank
-        return s[min(n - 1, max(0, int(round(p / 100.0 * (n - 1)))))]
-
-    return {"p50_us": q(50), "p90_us": q(90), "p99_us": q(99), "mean_us": sum(s) / n, "min_us": s[0], "max_us": s[-1]}
-
-
-def log(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def med(xs: List[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
 def summarise_a(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     out = []
     for name, desc in A_CONTENDERS:
@@ -585,60 +518,6 @@ def summarise_b(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 # --------------------------------------------------------------------------
 # report
-
-
-def versions(o: argparse.Namespace) -> Dict[str, str]:
-    v: Dict[str, str] = {"python": platform.python_version()}
-    try:
-        import confluent_kafka
-
-        v["confluent-kafka"] = confluent_kafka.version()[0] if isinstance(confluent_kafka.version(), tuple) else str(confluent_kafka.version())
-        v["confluent-kafka librdkafka"] = confluent_kafka.libversion()[0]
-    except Exception as e:  # pragma: no cover
-        v["confluent-kafka"] = f"unavailable: {e}"
-    try:
-        import kafka
-
-        v["kafka-python"] = kafka.__version__
-    except Exception as e:  # pragma: no cover
-        v["kafka-python"] = f"unavailable: {e}"
-    try:
-        import msgpack
-
-        v["msgpack (stub)"] = ".".join(map(str, msgpack.version))
-    except Exception:
-        pass
-    v["librdkafka (kafkad, C)"] = o.librdkafka_version
-    v["kafkad"] = o.kafkad_version
-    v["kafka broker"] = "3.9.1 (KRaft, 1 broker, tests/kafka/cluster)"
-    return v
-
-
-def machine() -> Dict[str, str]:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpus": str(os.cpu_count()), "cpu": cpu, "memory": f"{mem:.0f} GiB", "kernel": platform.release(),
-            "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
-
-
-def fmt_table(headers: List[str], rows: List[List[str]], align: str) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-
-    def line(cells: List[str]) -> str:
-        parts = []
-        for i, c in enumerate(cells):
-            parts.append(c.rjust(widths[i]) if align[i] == "r" else c.ljust(widths[i]))
-        return "| " + " | ".join(parts) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align)) + "|"
-    return "\n".join([line(headers), sep] + [line(r) for r in rows])
 
 
 def render(o: argparse.Namespace, meta: Dict[str, Any], sa: List[Dict[str, Any]], sb: List[Dict[str, Any]]) -> str:
@@ -781,7 +660,7 @@ def cmd_run(o: argparse.Namespace) -> int:
     meta: Dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
         "machine": machine(),
-        "versions": versions(o),
+        "versions": common.versions(o.librdkafka_version, o.kafkad_version),
         "broker_jvm_opts": o.broker_jvm_opts,
         "nice": os.nice(0),
         "settings": {
@@ -818,6 +697,16 @@ def cmd_run(o: argparse.Namespace) -> int:
     except Exception as e:  # the tables matter more than the picture
         log(f"chart failed: {e}")
     log(f"wrote {base}.md, .json, .png ({meta['duration_s']} s of measurements)")
+    if o.json_out:
+        # the copy docs/BENCHMARKS.md is generated from (bench/report.py): summaries
+        # and runs, latency samples rounded to 0.1 µs to keep the committed file small
+        for r in runs_b:
+            r["lat_us"] = [round(x, 1) for x in r["lat_us"]]
+        Path(o.json_out).parent.mkdir(parents=True, exist_ok=True)
+        with open(o.json_out, "w") as f:
+            json.dump({"meta": meta, "scenario_a": {"summary": sa, "runs": runs_a},
+                       "scenario_b": {"summary": sb, "runs": runs_b}}, f, indent=1)
+        log(f"wrote {o.json_out}")
     failed = [r for r in runs_a + runs_b if not r["ok"]]
     return 1 if failed else 0
 
@@ -849,6 +738,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     r.add_argument("--skip-a", action="store_true")
     r.add_argument("--skip-b", action="store_true")
     r.add_argument("--out-dir", default=str(HERE / "results"))
+    r.add_argument("--json-out", default="", help="also write the results JSON here (for bench/report.py)")
     r.add_argument("--librdkafka-version", default="?")
     r.add_argument("--kafkad-version", default="?")
     r.add_argument("--broker-jvm-opts", default="?")

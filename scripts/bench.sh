@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# `make bench`: the producer benchmark (bench/produce_bench.py) against one
-# real Kafka 3.9.1 broker started for this run.
+# `make bench`: every benchmark against one real Kafka 3.9.1 broker started for
+# this run, then docs/BENCHMARKS.md generated from the results.
 #
 #   scripts/bench.sh [produce_bench.py run options ...]
 #
-# Starts the broker, creates fresh topics, starts two kafkad daemons (linger.ms=5
-# for the throughput scenario, linger.ms=0 for the round-trip one), compiles
-# bench/rdkafka_produce.c into build/bench/, runs the benchmark, prints the
-# tables and writes bench/results/produce-<timestamp>.{md,json,png}. Everything
-# it started is stopped on exit (also on Ctrl-C or failure).
+# 1. the producer benchmark (bench/produce_bench.py): one process, async
+#    throughput and sync round trip, kafkad stub vs confluent-kafka,
+#    kafka-python and librdkafka from C;
+# 2. the sidecar benchmarks (bench/sidecar_bench.py): cold start, short-lived
+#    processes, fan-in, kafkad's footprint, the local hop's limit;
+# 3. bench/report.py: docs/BENCHMARKS.md and docs/benchmarks/*.png from the
+#    JSON the two wrote into docs/benchmarks/.
+#
+# Starts the broker (JMX on 127.0.0.1, for its connection counters), creates
+# fresh topics, starts three kafkad daemons (linger.ms=5 for producer
+# throughput, linger.ms=0 for round trips and one-message processes, and a
+# fresh linger.ms=5 one for footprint, fan-in and local hop), compiles
+# bench/rdkafka_produce.c and bench/raw_produce.c into build/bench/, runs the
+# benchmarks (each prints its tables) and writes the report. Everything it
+# started is stopped on exit (also on Ctrl-C or failure). About 5 minutes.
 #
 # Environment:
-#   BENCH_REPS        repetitions per contender (default 3)
-#   BENCH_MESSAGES    scenario A messages per contender (default 500000)
+#   BENCH_SUITES      which to run (default "producer sidecar"); the report is written
+#                     from whatever docs/benchmarks/*.json hold afterwards
+#   BENCH_OUT         where the JSON and plots go (default docs/benchmarks; the report
+#                     goes to its parent directory's BENCHMARKS.md)
+#   BENCH_REPS        producer benchmark: repetitions per contender (default 3)
+#   BENCH_MESSAGES    producer benchmark: scenario A messages per contender (default 500000)
+#   BENCH_SIDECAR_ARGS  extra options for `sidecar_bench.py run` (e.g. "--short-procs 100
+#                     --fanin-reps 1"; see sidecar_bench.py run --help)
 #   BENCH_NICE        run everything (broker, daemons, clients) at this nice value, e.g. -10
 #                     on a shared machine (negative values need root); default: unchanged
 #   KAFKA_CLUSTER_BROKER_JVM_OPTS  broker JVM options (default "-Xmx1g -XX:+UseSerialGC":
-#                     C2 JIT, unlike the tests' C1-only default)
+#                     C2 JIT, unlike the tests' C1-only default); JMX options are appended
 # Extra arguments go to `produce_bench.py run` (e.g. --only kafkad-produce,confluent-kafka
 # --skip-b --kafka-python-messages 50000).
 set -euo pipefail
@@ -28,8 +44,10 @@ KAFKAD=${KAFKAD:-$REPO/build/daemon/kafkad}
 CLUSTER=$REPO/tests/kafka/cluster
 REPS=${BENCH_REPS:-3}
 MESSAGES=${BENCH_MESSAGES:-500000}
+SUITES=${BENCH_SUITES:-producer sidecar}
+OUT=${BENCH_OUT:-$REPO/docs/benchmarks}
 PARTITIONS=6
-export KAFKA_CLUSTER_BROKER_JVM_OPTS=${KAFKA_CLUSTER_BROKER_JVM_OPTS:-"-Xmx1g -XX:+UseSerialGC"}
+BASE_JVM_OPTS=${KAFKA_CLUSTER_BROKER_JVM_OPTS:-"-Xmx1g -XX:+UseSerialGC"}
 
 say() { echo "bench.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -45,13 +63,22 @@ if [ -n "${BENCH_NICE:-}" ]; then
     renice -n "$BENCH_NICE" -p $$ >/dev/null || say "cannot renice to $BENCH_NICE; running at $(nice)"
 fi
 
-# --- the C contender ----------------------------------------------------------
+suite() { case " $SUITES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# --- the C programs -----------------------------------------------------------
 RDK_BIN=$REPO/build/bench/rdkafka_produce
+RAW_BIN=$REPO/build/bench/raw_produce
 mkdir -p "$(dirname "$RDK_BIN")"
 if [ ! -x "$RDK_BIN" ] || [ bench/rdkafka_produce.c -nt "$RDK_BIN" ]; then
     say "compiling $RDK_BIN"
     # shellcheck disable=SC2046
     cc -O2 -Wall -Wextra -o "$RDK_BIN" bench/rdkafka_produce.c $(pkg-config --cflags --libs rdkafka)
+fi
+if suite sidecar && { [ ! -x "$RAW_BIN" ] || [ bench/raw_produce.c -nt "$RAW_BIN" ]; }; then
+    pkg-config --exists msgpack || die "msgpack-c development files missing (pkg-config msgpack)"
+    say "compiling $RAW_BIN"
+    # shellcheck disable=SC2046
+    cc -O2 -Wall -Wextra -o "$RAW_BIN" bench/raw_produce.c $(pkg-config --cflags --libs msgpack)
 fi
 
 # --- cleanup: everything started below, by pid ------------------------------
@@ -61,6 +88,17 @@ BROKER_STARTED=0
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    unset KAFKAD_BENCH_RUN
+    # the benchmark processes and whatever they started carry KAFKAD_BENCH_RUN=$RUN in
+    # their environment: normally gone already, but not after a kill or a crash
+    local p
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" != $$ ] || continue
+        if { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "KAFKAD_BENCH_RUN=$RUN"; then
+            say "killing leftover benchmark process ${p#/proc/}"
+            kill -KILL "${p#/proc/}" 2>/dev/null || true
+        fi
+    done
     for pid in "${DAEMON_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -84,20 +122,39 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- broker ------------------------------------------------------------------
-say "starting the Kafka broker (JVM: $KAFKA_CLUSTER_BROKER_JVM_OPTS)"
+# JMX on loopback: the sidecar benchmarks read the broker's own count of the
+# connections it accepted (socket-server-metrics connection-creation-total).
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 BROKER_STARTED=1
-"$CLUSTER" start --dir "$RUN/kafka" --partitions "$PARTITIONS" >"$RUN/cluster-start.out"
+for attempt in 1 2 3; do
+    JMX_PORT=$(free_port)
+    export KAFKA_CLUSTER_BROKER_JVM_OPTS="$BASE_JVM_OPTS -Dcom.sun.management.jmxremote \
+-Dcom.sun.management.jmxremote.port=$JMX_PORT -Dcom.sun.management.jmxremote.rmi.port=$JMX_PORT \
+-Dcom.sun.management.jmxremote.host=127.0.0.1 -Djava.rmi.server.hostname=127.0.0.1 \
+-Dcom.sun.management.jmxremote.local.only=true -Dcom.sun.management.jmxremote.authenticate=false \
+-Dcom.sun.management.jmxremote.ssl=false"
+    say "starting the Kafka broker (JVM: $BASE_JVM_OPTS, JMX on 127.0.0.1:$JMX_PORT)"
+    if "$CLUSTER" start --dir "$RUN/kafka" --partitions "$PARTITIONS" >"$RUN/cluster-start.out" 2>"$RUN/cluster-start.err"; then
+        break
+    fi
+    [ "$attempt" -lt 3 ] || { cat "$RUN/cluster-start.err" >&2; die "the broker did not start"; }
+    say "broker start failed (JMX port taken?); again with another port"
+    "$CLUSTER" stop --dir "$RUN/kafka" >/dev/null 2>&1 || true
+done
 BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$RUN/kafka/env")
 BROKER_PID=$(cat "$RUN/kafka/broker.pid")
 [ -n "$BOOTSTRAP" ] || die "no BOOTSTRAP in $RUN/kafka/env"
 say "broker at $BOOTSTRAP (pid $BROKER_PID)"
 
 PREFIX=bench$(date +%H%M%S)
-TOPICS=$("$PY" bench/produce_bench.py topics --prefix "$PREFIX" --reps "$REPS")
-say "creating $(echo "$TOPICS" | wc -l) topics ($PARTITIONS partitions each)"
-for t in $TOPICS; do
-    "$CLUSTER" create-topic --dir "$RUN/kafka" "$t" --partitions "$PARTITIONS" >/dev/null
-done
+if suite producer; then
+    # (sidecar_bench.py creates its own)
+    TOPICS=$("$PY" bench/produce_bench.py topics --prefix "$PREFIX" --reps "$REPS")
+    say "creating $(echo "$TOPICS" | wc -l) topics ($PARTITIONS partitions each)"
+    for t in $TOPICS; do
+        "$CLUSTER" create-topic --dir "$RUN/kafka" "$t" --partitions "$PARTITIONS" >/dev/null
+    done
+fi
 
 # --- two kafkad daemons --------------------------------------------------------
 start_daemon() { # name linger_ms -> sets DAEMON_PID, writes $RUN/<name>.conf
@@ -131,23 +188,48 @@ start_daemon kafkad 5
 PID5=$DAEMON_PID
 start_daemon kafkad0 0
 PID0=$DAEMON_PID
-say "kafkad pids $PID5 (linger.ms=5), $PID0 (linger.ms=0)"
+start_daemon kafkad-side 5
+PIDS=$DAEMON_PID
+say "kafkad pids $PID5 (linger.ms=5), $PID0 (linger.ms=0), $PIDS (linger.ms=5, sidecar scenarios)"
 
-# --- the benchmark -----------------------------------------------------------------
+# --- the benchmarks -----------------------------------------------------------------
+KAFKAD_VERSION="$("$KAFKAD" -V 2>/dev/null | awk '{print $2}') (git $(git describe --always --dirty 2>/dev/null || echo '?'))"
+LIBRDKAFKA_VERSION=$(pkg-config --modversion rdkafka)
+mkdir -p "$OUT"
+export KAFKAD_BENCH_RUN=$RUN  # tags the benchmark's processes for cleanup()
+rc=0
 set +e
-"$PY" bench/produce_bench.py run \
-    --bootstrap "$BOOTSTRAP" --broker-pid "$BROKER_PID" \
-    --socket "$RUN/kafkad.sock" --daemon-pid "$PID5" \
-    --socket0 "$RUN/kafkad0.sock" --daemon0-pid "$PID0" \
-    --rdkafka-bin "$RDK_BIN" --prefix "$PREFIX" --reps "$REPS" --messages "$MESSAGES" \
-    --partitions "$PARTITIONS" \
-    --librdkafka-version "$(pkg-config --modversion rdkafka)" \
-    --kafkad-version "$("$KAFKAD" -V 2>/dev/null | awk '{print $2}') (git $(git describe --always --dirty 2>/dev/null || echo '?'))" \
-    --broker-jvm-opts "$KAFKA_CLUSTER_BROKER_JVM_OPTS" \
-    "$@"
-rc=$?
-set -e
-for pid in "$PID5" "$PID0"; do
+if suite producer; then
+    say "producer benchmark"
+    "$PY" bench/produce_bench.py run \
+        --bootstrap "$BOOTSTRAP" --broker-pid "$BROKER_PID" \
+        --socket "$RUN/kafkad.sock" --daemon-pid "$PID5" \
+        --socket0 "$RUN/kafkad0.sock" --daemon0-pid "$PID0" \
+        --rdkafka-bin "$RDK_BIN" --prefix "$PREFIX" --reps "$REPS" --messages "$MESSAGES" \
+        --partitions "$PARTITIONS" \
+        --librdkafka-version "$LIBRDKAFKA_VERSION" --kafkad-version "$KAFKAD_VERSION" \
+        --broker-jvm-opts "$BASE_JVM_OPTS" --json-out "$OUT/producer.json" \
+        "$@" || rc=1
+fi
+if suite sidecar; then
+    say "sidecar benchmarks"
+    # shellcheck disable=SC2086
+    "$PY" bench/sidecar_bench.py run \
+        --bootstrap "$BOOTSTRAP" --broker-pid "$BROKER_PID" --jmx-port "$JMX_PORT" \
+        --socket0 "$RUN/kafkad0.sock" --daemon0-pid "$PID0" \
+        --socket-side "$RUN/kafkad-side.sock" --side-pid "$PIDS" \
+        --raw-bin "$RAW_BIN" --prefix "$PREFIX" --partitions "$PARTITIONS" \
+        --pycache "$REPO/build/bench/pycache" \
+        --librdkafka-version "$LIBRDKAFKA_VERSION" --kafkad-version "$KAFKAD_VERSION" \
+        --broker-jvm-opts "$BASE_JVM_OPTS" --json-out "$OUT/sidecar.json" \
+        ${BENCH_SIDECAR_ARGS:-} || rc=1
+fi
+unset KAFKAD_BENCH_RUN
+for pid in "$PID5" "$PID0" "$PIDS"; do
     kill -0 "$pid" 2>/dev/null || { say "kafkad pid $pid died during the run"; rc=1; }
 done
+if [ -f "$OUT/sidecar.json" ]; then
+    "$PY" bench/report.py --data "$OUT" --out "$(dirname "$OUT")/BENCHMARKS.md" || rc=1
+fi
+set -e
 exit $rc
