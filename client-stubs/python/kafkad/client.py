@@ -392,6 +392,11 @@ class Client(Session):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._check_open()
+            # requests go out in call order: a batch produced before this
+            # call is sent first (a produce then a ping means the daemon has
+            # the produce once the ping is answered)
+            if self._buf:
+                self._send_buffer()
             rid, req, payload = self._encode_call(op, args)
             self._send_payload(payload)
             self._recv_nb()
