@@ -43,6 +43,7 @@ typedef struct kd_cpart {
 	int64_t next_hand;  /* offset after the last message handed out */
 	int64_t eof_offset; /* end reached while messages were still buffered */
 	bool eof_pending;   /* ... so the eof event waits until they are handed out */
+	uint32_t seeking;   /* seeks in flight: what is fetched meanwhile is stale */
 	bool paused;
 	struct kd_cpart *next;
 } kd_cpart;
@@ -81,6 +82,8 @@ struct kd_consumer {
 	kd_attach *attaches;
 	uint32_t n_attaches;
 	bool closing;
+	bool close_deferred; /* closing waits for seek jobs on the pool */
+	uint32_t jobs;       /* seek jobs in flight (they use rk) */
 	bool assigned_once;
 	kd_consumer *next;
 };
@@ -219,6 +222,78 @@ static void push_event(kd_attach *a, uint8_t type, uint32_t tidx, int32_t partit
 	a->events[a->n_events++] = (kd_event){.type = type, .tidx = tidx, .partition = partition, .offset = offset};
 }
 
+static void close_work(uv_work_t *w);
+static void close_work_done(uv_work_t *w, int status);
+
+/* A seek runs on the thread pool and waits until librdkafka applied it:
+ * an asynchronous seek leaves a window in which messages fetched before it
+ * still look current and would be handed out after the new position was
+ * promised. Until the seek is applied, the partition's intake is dropped. */
+typedef struct seek_job {
+	uv_work_t work;
+	kd_consumer *c; /* kept alive: closing waits for c->jobs to drain */
+	rd_kafka_topic_partition_list_t *list;
+} seek_job;
+
+static void seek_run(uv_work_t *w)
+{
+	seek_job *j = w->data;
+	rd_kafka_error_t *e = rd_kafka_seek_partitions(j->c->rk, j->list, 10000);
+	if (e) {
+		log_warn("consumer %s: seek: %s", j->c->key, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+}
+
+static void seek_done(uv_work_t *w, int status)
+{
+	(void)status;
+	seek_job *j = w->data;
+	kd_consumer *c = j->c;
+	for (int i = 0; !c->closing && i < j->list->cnt; i++) {
+		int t = topic_index(c, j->list->elems[i].topic);
+		kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, j->list->elems[i].partition);
+		if (p && p->seeking) {
+			p->seeking--;
+			buf_clear(p); /* anything that slipped in before the seek applied */
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(j->list);
+	free(j);
+	if (--c->jobs == 0 && c->close_deferred) {
+		c->close_deferred = false;
+		c->close_work.data = c;
+		if (uv_queue_work(c->cs->loop, &c->close_work, close_work, close_work_done) != 0) {
+			close_work(&c->close_work);
+			close_work_done(&c->close_work, 0);
+		}
+	}
+}
+
+/* Seeks the listed partitions (offsets set), marking them seeking. */
+static int seek_async(kd_consumer *c, const rd_kafka_topic_partition_list_t *l)
+{
+	seek_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -1;
+	j->c = c;
+	j->list = rd_kafka_topic_partition_list_copy(l);
+	j->work.data = j;
+	if (uv_queue_work(c->cs->loop, &j->work, seek_run, seek_done) != 0) {
+		rd_kafka_topic_partition_list_destroy(j->list);
+		free(j);
+		return -1;
+	}
+	c->jobs++;
+	for (int i = 0; i < l->cnt; i++) {
+		int t = topic_index(c, l->elems[i].topic);
+		kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, l->elems[i].partition);
+		if (p)
+			p->seeking++;
+	}
+	return 0;
+}
+
 /* Seeks p back to where its holder's uncommitted window began. */
 static void rewind_part(kd_consumer *c, kd_cpart *p)
 {
@@ -227,15 +302,12 @@ static void rewind_part(kd_consumer *c, kd_cpart *p)
 	p->next_hand = OFFSET_UNKNOWN;
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition)->offset = to;
-	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0);
-	if (e) {
-		log_warn("consumer %s: rewinding %s[%d] to %lld: %s", c->key, c->spec.topics[p->tidx], p->partition,
-			 (long long)to, rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
-	} else {
+	if (seek_async(c, l) != 0)
+		log_warn("consumer %s: cannot rewind %s[%d] to %lld", c->key, c->spec.topics[p->tidx], p->partition,
+			 (long long)to);
+	else
 		log_info("consumer %s: %s[%d] rewound to offset %lld (uncommitted messages are redelivered)", c->key,
 			 c->spec.topics[p->tidx], p->partition, (long long)to);
-	}
 	rd_kafka_topic_partition_list_destroy(l);
 	set_paused(c, p, false);
 }
@@ -442,7 +514,9 @@ static void intake_message(kd_consumer *c, rd_kafka_message_t *m)
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->rkt) {
 			int t = msg_topic_index(c, m->rkt);
 			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, m->partition);
-			if (p && p->holder && p->len == 0) {
+			if (p && p->seeking) {
+				/* stale: from before a seek */
+			} else if (p && p->holder && p->len == 0) {
 				push_event(p->holder, EV_EOF, p->tidx, p->partition, m->offset);
 			} else if (p && p->len > 0) {
 				p->eof_pending = true;
@@ -457,7 +531,7 @@ static void intake_message(kd_consumer *c, rd_kafka_message_t *m)
 	}
 	int t = msg_topic_index(c, m->rkt);
 	kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, m->partition);
-	if (!p || !buf_push(p, m)) {
+	if (!p || p->seeking || !buf_push(p, m)) {
 		rd_kafka_message_destroy(m);
 		return;
 	}
@@ -576,6 +650,10 @@ static void close_consumer(kd_consumer *c)
 	uv_close((uv_handle_t *)&c->autocommit, on_consumer_handle_closed);
 	rd_kafka_queue_io_event_enable(c->q, -1, NULL, 0);
 	log_info("consumer %s: closing (leaving its group)", c->key);
+	if (c->jobs > 0) {
+		c->close_deferred = true; /* seek_done queues the close */
+		return;
+	}
 	c->close_work.data = c;
 	if (uv_queue_work(cs->loop, &c->close_work, close_work, close_work_done) != 0) {
 		close_work(&c->close_work); /* cannot happen with a live loop; block rather than leak */
@@ -1110,21 +1188,16 @@ int attach_seek(kd_attach *a, const rd_kafka_topic_partition_list_t *offsets, ch
 	int rc = check_held(a, offsets, err, errlen);
 	if (rc)
 		return rc;
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(offsets);
-	for (int i = 0; i < l->cnt; i++) {
-		kd_cpart *p = find_part(c, (uint32_t)topic_index(c, l->elems[i].topic), l->elems[i].partition);
+	for (int i = 0; i < offsets->cnt; i++) {
+		kd_cpart *p = find_part(c, (uint32_t)topic_index(c, offsets->elems[i].topic), offsets->elems[i].partition);
 		buf_clear(p);
 		p->commit_pos = OFFSET_UNKNOWN;
 		p->next_hand = OFFSET_UNKNOWN;
 		set_paused(c, p, false);
 	}
-	rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0);
-	rd_kafka_topic_partition_list_destroy(l);
-	if (e) {
-		snprintf(err, errlen, "seek: %s", rd_kafka_error_string(e));
-		rc = KD_ERR_KAFKA_BASE + rd_kafka_error_code(e);
-		rd_kafka_error_destroy(e);
-		return rc;
+	if (seek_async(c, offsets) != 0) {
+		snprintf(err, errlen, "seek: cannot queue it");
+		return KD_ERR_INTERNAL;
 	}
 	return 0;
 }
