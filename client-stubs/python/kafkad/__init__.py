@@ -12,7 +12,6 @@
 """
 
 from .client import DEFAULT_SOCKET, Client, DeliveryCallback, default_socket_path
-from .consumer import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Consumer, Event, Message
 from .errors import (
     ConnectionLost,
     KafkadError,
@@ -57,3 +56,16 @@ __all__ = [
     "PartitionMetadata",
     "__version__",
 ]
+
+
+_LAZY = {"OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID", "Consumer", "Event", "Message"}
+
+
+def __getattr__(name: str) -> object:
+    # the consumer module loads on first use: a producing process never pays
+    # for importing it
+    if name in _LAZY:
+        from . import consumer
+
+        return getattr(consumer, name)
+    raise AttributeError(f"module 'kafkad' has no attribute {name!r}")

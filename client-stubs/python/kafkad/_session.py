@@ -17,7 +17,6 @@ that must stay within ``max_pending`` (SPEC 5.3).
 from __future__ import annotations
 
 import collections
-import logging
 import os
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Tuple, cast
 
@@ -28,7 +27,7 @@ from .types import DeliveryReport, HelloInfo, ProduceResult, RecordMetadata
 
 __all__ = ["DEFAULT_SOCKET", "default_socket_path", "DeliveryCallback", "Session"]
 
-log = logging.getLogger("kafkad")
+from ._log import log  # noqa: E402
 
 DEFAULT_SOCKET = "/run/kafkad/kafkad.sock"
 PROTOCOL_VERSION = 1

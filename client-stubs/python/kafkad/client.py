@@ -24,7 +24,6 @@ connection and their responses reach the right caller.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import select
 import socket
@@ -72,7 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Client", "DEFAULT_SOCKET", "default_socket_path", "DeliveryCallback"]
 
-log = logging.getLogger("kafkad")
+from ._log import log  # noqa: E402
 
 _RBUF = 1 << 20
 _READ_BUDGET = 8 << 20
