@@ -32,11 +32,19 @@ typedef struct kd_event {
 	int64_t offset;
 } kd_event;
 
+/* A buffered message and what it will cost in a consume result, worked out
+ * once at intake (librdkafka 2.0 re-parses headers on every lookup). */
+typedef struct kd_bufent {
+	rd_kafka_message_t *m;
+	uint32_t cost;
+	bool has_headers;
+} kd_bufent;
+
 typedef struct kd_cpart {
 	uint32_t tidx;
 	int32_t partition;
 	kd_attach *holder;
-	rd_kafka_message_t **buf; /* ring of fetched, not yet handed out */
+	kd_bufent *buf; /* ring of fetched, not yet handed out */
 	uint32_t head, len, cap;
 	size_t bytes;
 	int64_t commit_pos; /* where the holder's uncommitted window starts */
@@ -159,7 +167,7 @@ static int msg_topic_index(kd_consumer *c, rd_kafka_topic_t *rkt)
 static void buf_clear(kd_cpart *p)
 {
 	while (p->len) {
-		rd_kafka_message_destroy(p->buf[p->head]);
+		rd_kafka_message_destroy(p->buf[p->head].m);
 		p->head = (p->head + 1) % p->cap;
 		p->len--;
 	}
@@ -168,11 +176,29 @@ static void buf_clear(kd_cpart *p)
 	p->eof_pending = false;
 }
 
+/* What a message costs in a consume result: payload plus its framing. */
+static uint32_t msg_cost(const rd_kafka_message_t *m, bool *has_headers)
+{
+	size_t cost = m->len + m->key_len + 40;
+	rd_kafka_headers_t *hdrs = NULL;
+	*has_headers = false;
+	if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+		const char *name;
+		const void *val;
+		size_t size;
+		for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+			cost += strlen(name) + size + 12;
+			*has_headers = true;
+		}
+	}
+	return cost > UINT32_MAX ? UINT32_MAX : (uint32_t)cost;
+}
+
 static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
 {
 	if (p->len == p->cap) {
 		uint32_t cap = p->cap ? p->cap * 2 : 64;
-		rd_kafka_message_t **nb = malloc(cap * sizeof(*nb));
+		kd_bufent *nb = malloc(cap * sizeof(*nb));
 		if (!nb)
 			return false;
 		for (uint32_t i = 0; i < p->len; i++)
@@ -182,10 +208,12 @@ static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
 		p->cap = cap;
 		p->head = 0;
 	}
-	p->buf[(p->head + p->len) % p->cap] = m;
+	kd_bufent *e = &p->buf[(p->head + p->len) % p->cap];
+	e->m = m;
+	e->cost = msg_cost(m, &e->has_headers);
 	p->len++;
 	p->eof_pending = false;
-	p->bytes += m->len + m->key_len;
+	p->bytes += e->cost;
 	return true;
 }
 
@@ -996,22 +1024,7 @@ bool attach_has_output(const kd_attach *a)
 
 void attach_set_waiting(kd_attach *a, bool waiting) { a->waiting = waiting; }
 
-/* What a message costs in a consume result: payload plus its framing. */
-static size_t msg_cost(const rd_kafka_message_t *m)
-{
-	size_t cost = m->len + m->key_len + 40;
-	rd_kafka_headers_t *hdrs = NULL;
-	if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
-		const char *name;
-		const void *val;
-		size_t size;
-		for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++)
-			cost += strlen(name) + size + 12;
-	}
-	return cost;
-}
-
-static void pack_message(msgpack_packer *pk, const rd_kafka_message_t *m, uint32_t tidx)
+static void pack_message(msgpack_packer *pk, const rd_kafka_message_t *m, uint32_t tidx, bool has_headers)
 {
 	msgpack_pack_array(pk, 7);
 	msgpack_pack_uint32(pk, tidx);
@@ -1033,7 +1046,7 @@ static void pack_message(msgpack_packer *pk, const rd_kafka_message_t *m, uint32
 		msgpack_pack_nil(pk);
 	}
 	rd_kafka_headers_t *hdrs = NULL;
-	if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+	if (has_headers && rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
 		size_t n = rd_kafka_header_cnt(hdrs);
 		msgpack_pack_array(pk, n);
 		for (size_t i = 0; i < n; i++) {
@@ -1079,8 +1092,7 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 				kd_cpart *p = mine[idx];
 				if (take[idx] >= p->len)
 					continue;
-				const rd_kafka_message_t *m = p->buf[(p->head + take[idx]) % p->cap];
-				size_t cost = msg_cost(m);
+				size_t cost = p->buf[(p->head + take[idx]) % p->cap].cost;
 				if (bytes > 0 && bytes + cost > max_bytes) {
 					bytes = max_bytes;
 					break;
@@ -1105,10 +1117,11 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 	for (uint32_t j = 0; j < nparts; j++) {
 		kd_cpart *p = mine[j];
 		for (uint32_t i = 0; i < take[j]; i++) {
-			rd_kafka_message_t *m = p->buf[p->head];
-			pack_message(pk, m, p->tidx);
+			const kd_bufent *e = &p->buf[p->head];
+			rd_kafka_message_t *m = e->m;
+			pack_message(pk, m, p->tidx, e->has_headers);
 			p->next_hand = m->offset + 1;
-			p->bytes -= m->len + m->key_len;
+			p->bytes -= e->cost;
 			p->head = (p->head + 1) % p->cap;
 			p->len--;
 			rd_kafka_message_destroy(m);
