@@ -37,8 +37,10 @@ run: build
 test: build build-asan
 	@scripts/test.sh
 
+# Python/C benchmarks and the report (docs/BENCHMARKS.md), then the Go clients'.
 bench: build
 	@scripts/bench.sh
+	@bench/go/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -21,7 +21,7 @@
 # started is stopped on exit (also on Ctrl-C or failure). About 5 minutes.
 #
 # Environment:
-#   BENCH_SUITES      which to run (default "producer sidecar"); the report is written
+#   BENCH_SUITES      which to run (default "producer sidecar consumer"); the report is written
 #                     from whatever docs/benchmarks/*.json hold afterwards
 #   BENCH_OUT         where the JSON and plots go (default docs/benchmarks; the report
 #                     goes to its parent directory's BENCHMARKS.md)
@@ -44,7 +44,7 @@ KAFKAD=${KAFKAD:-$REPO/build/daemon/kafkad}
 CLUSTER=$REPO/tests/kafka/cluster
 REPS=${BENCH_REPS:-3}
 MESSAGES=${BENCH_MESSAGES:-500000}
-SUITES=${BENCH_SUITES:-producer sidecar}
+SUITES=${BENCH_SUITES:-producer sidecar consumer}
 OUT=${BENCH_OUT:-$REPO/docs/benchmarks}
 PARTITIONS=6
 BASE_JVM_OPTS=${KAFKA_CLUSTER_BROKER_JVM_OPTS:-"-Xmx1g -XX:+UseSerialGC"}
@@ -223,6 +223,13 @@ if suite sidecar; then
         --librdkafka-version "$LIBRDKAFKA_VERSION" --kafkad-version "$KAFKAD_VERSION" \
         --broker-jvm-opts "$BASE_JVM_OPTS" --json-out "$OUT/sidecar.json" \
         ${BENCH_SIDECAR_ARGS:-} || rc=1
+fi
+if suite consumer; then
+    say "consumer benchmark"
+    "$PY" bench/consume_bench.py \
+        --bootstrap "$BOOTSTRAP" --broker-pid "$BROKER_PID" \
+        --daemon-socket "$RUN/kafkad.sock" --daemon-pid "$PID5" \
+        --kafkad-bin "$KAFKAD" --reps "$REPS" --out-dir "$REPO/bench/results" || rc=1
 fi
 unset KAFKAD_BENCH_RUN
 for pid in "$PID5" "$PID0" "$PIDS"; do
