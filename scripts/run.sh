@@ -23,6 +23,13 @@ topic = KafkaClient().topics[b"demo"]
 with topic.get_producer(sync=True) as p:
     p.produce(b"through the PyKafka-shaped layer")
 print("demo: PyKafka-shaped sync produce acknowledged")
+with kafkad.Client() as c, c.consumer(topic="demo", auto_offset_reset="earliest") as consumer:
+    got = []
+    for _ in range(20):
+        got += consumer.consume(max=100, timeout=0.5)
+        if len(got) >= 4:
+            break
+    print(f"demo: a daemon-held consumer read back {len(got)} messages: {sorted(m.value for m in got)}")
 print(f"demo: done. Try it yourself from another terminal:\n"
       f"  KAFKAD_SOCKET={__import__('os').environ['KAFKAD_SOCKET']} .venv/bin/python -c "
       "'import kafkad; c = kafkad.Client(); print(c.produce(\"demo\", b\"hi\", ack=\"wait\"))'")
