@@ -98,29 +98,52 @@ static int start_listener(kd_daemon *d)
 	} else {
 		if (prepare_socket_path(cfg->socket_path) != 0)
 			return -1;
+		/* Bind and listen under a temporary name, then rename: the socket
+		 * appears at its path only once it accepts connections, with its
+		 * final mode and group. */
+		char tmp[128];
+		int n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", cfg->socket_path, (long)getpid());
+		const char *bind_path = n > 0 && (size_t)n < sizeof(((struct sockaddr_un *)0)->sun_path) ? tmp
+													: cfg->socket_path;
+		unlink(tmp);
 		mode_t old = umask(0177); /* no window where the socket is wider than configured */
-		r = uv_pipe_bind(&d->listener, cfg->socket_path);
+		r = uv_pipe_bind(&d->listener, bind_path);
 		umask(old);
 		if (r != 0) {
-			log_error("%s: cannot bind: %s", cfg->socket_path, uv_strerror(r));
+			log_error("%s: cannot bind: %s", bind_path, uv_strerror(r));
 			return -1;
 		}
 		if (cfg->socket_group) {
 			struct group *g = getgrnam(cfg->socket_group);
 			if (!g) {
 				log_error("socket_group: no group named '%s'", cfg->socket_group);
+				unlink(bind_path);
 				return -1;
 			}
-			if (chown(cfg->socket_path, (uid_t)-1, g->gr_gid) != 0) {
-				log_error("%s: chown to group %s: %s", cfg->socket_path, cfg->socket_group, strerror(errno));
+			if (chown(bind_path, (uid_t)-1, g->gr_gid) != 0) {
+				log_error("%s: chown to group %s: %s", bind_path, cfg->socket_group, strerror(errno));
+				unlink(bind_path);
 				return -1;
 			}
 		}
-		if (chmod(cfg->socket_path, cfg->socket_mode) != 0) {
-			log_error("%s: chmod: %s", cfg->socket_path, strerror(errno));
+		if (chmod(bind_path, cfg->socket_mode) != 0) {
+			log_error("%s: chmod: %s", bind_path, strerror(errno));
+			unlink(bind_path);
+			return -1;
+		}
+		r = uv_listen((uv_stream_t *)&d->listener, 1024, on_connection);
+		if (r != 0) {
+			log_error("listen: %s", uv_strerror(r));
+			unlink(bind_path);
+			return -1;
+		}
+		if (bind_path != cfg->socket_path && rename(bind_path, cfg->socket_path) != 0) {
+			log_error("%s: cannot move the socket into place: %s", cfg->socket_path, strerror(errno));
+			unlink(bind_path);
 			return -1;
 		}
 		log_info("listening on %s (mode %04o)", cfg->socket_path, (unsigned)cfg->socket_mode);
+		return 0;
 	}
 	r = uv_listen((uv_stream_t *)&d->listener, 1024, on_connection);
 	if (r != 0) {

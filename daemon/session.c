@@ -534,7 +534,8 @@ int session_accept(kd_daemon *d, uv_stream_t *server)
 		s->close_after_write = true;
 		kd_writer w;
 		writer_init(&w);
-		writer_error(&w, 0, false, KD_ERR_INTERNAL, kd_err_name(KD_ERR_INTERNAL), "too many connections", true);
+		writer_error(&w, 0, false, KD_ERR_INTERNAL, kd_err_name(KD_ERR_INTERNAL), "too many connections",
+			     kd_err_retriable(KD_ERR_INTERNAL));
 		session_send_writer(s, &w);
 		return 0;
 	}
