@@ -5,10 +5,11 @@
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_CLANG ?= build-clang
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 
-.PHONY: all deps build build-asan stub run test test-c test-python bench clean
+.PHONY: all deps build build-asan build-clang stub run test test-c test-python bench clean
 
 all: build
 
@@ -27,6 +28,13 @@ build: deps $(BUILD)/build.ninja stub
 build-asan: deps $(BUILD_ASAN)/build.ninja
 	@ninja -C $(BUILD_ASAN)
 
+# The same sources with clang (-Werror): the code must be warning-free with both compilers.
+$(BUILD_CLANG)/build.ninja:
+	CC=clang meson setup $(BUILD_CLANG) --buildtype=debugoptimized
+
+build-clang: deps $(BUILD_CLANG)/build.ninja
+	@ninja -C $(BUILD_CLANG)
+
 # The Python stub, installed (editable) into the project venv.
 stub: deps
 	@$(PY) -c 'import kafkad' 2>/dev/null || $(VENV)/bin/pip install -q -e client-stubs/python
@@ -34,7 +42,7 @@ stub: deps
 run: build
 	@scripts/run.sh
 
-test: build build-asan
+test: build build-asan build-clang
 	@scripts/test.sh
 
 # Python/C benchmarks and the report (docs/BENCHMARKS.md), then the Go clients'.
@@ -43,4 +51,4 @@ bench: build
 	@bench/go/run.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CLANG)
