@@ -30,5 +30,8 @@ enum kd_err {
 const char *kd_err_name(int code);
 /* Whether a daemon error code is retriable. */
 bool kd_err_retriable(int code);
+/* Whether code is a Kafka error (KD_ERR_KAFKA_BASE + rd_kafka_resp_err_t;
+ * librdkafka's client-side errors are negative, so below the base too). */
+static inline bool kd_err_is_kafka(int code) { return code >= KD_ERR_KAFKA_BASE - 1000; }
 
 #endif

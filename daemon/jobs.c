@@ -55,9 +55,6 @@ void job_error(bg_job *job, rd_kafka_resp_err_t err, const char *msg)
 {
 	kd_writer w;
 	writer_init(&w);
-	msgpack_pack_array(&w.pk, 3);
-	msgpack_pack_uint64(&w.pk, job->req_id);
-	pack_kafka_error(&w.pk, err, msg);
-	msgpack_pack_nil(&w.pk);
+	writer_kafka_error(&w, job->req_id, true, err, msg);
 	job->frame = writer_take(&w, &job->frame_len);
 }

@@ -216,20 +216,18 @@ static void consumer_commit_done(void *opaque, uint64_t conn_id, uint64_t req_id
 	if (!s)
 		return;
 	s->parked--;
-	kd_writer w;
-	writer_init(&w);
 	if (err) {
-		msgpack_pack_array(&w.pk, 3);
-		msgpack_pack_uint64(&w.pk, req_id);
-		pack_kafka_error(&w.pk, err, NULL);
-		msgpack_pack_nil(&w.pk);
+		kd_request req = {.id = req_id, .has_id = true};
+		session_reply_kafka_error(s, &req, err, NULL);
 	} else {
+		kd_writer w;
+		writer_init(&w);
 		writer_begin_ok(&w, req_id, true);
 		msgpack_pack_map(&w.pk, 1);
 		pack_cstr(&w.pk, "offsets");
 		pack_tp_list(&w.pk, offsets);
+		session_send_writer(s, &w);
 	}
-	session_send_writer(s, &w);
 	session_changed(s);
 }
 
@@ -573,10 +571,8 @@ void op_commit(kd_session *s, const kd_request *req, const char *payload, uint32
 		pack_cstr(&w.pk, "offsets");
 		msgpack_pack_array(&w.pk, 0);
 		session_send_writer(s, &w);
-	} else if (rc >= KD_ERR_KAFKA_BASE - 1000) {
-		session_reply_kafka_error(s, req, rc - KD_ERR_KAFKA_BASE, err);
 	} else {
-		session_reply_error(s, req, rc, "%s", err);
+		session_reply_code(s, req, rc, err);
 	}
 }
 
@@ -595,10 +591,8 @@ void op_seek(kd_session *s, const kd_request *req, const char *payload, uint32_t
 	rd_kafka_topic_partition_list_destroy(l);
 	if (rc == 0)
 		reply_empty_ok(s, req->id);
-	else if (rc >= KD_ERR_KAFKA_BASE - 1000)
-		session_reply_kafka_error(s, req, rc - KD_ERR_KAFKA_BASE, err);
 	else
-		session_reply_error(s, req, rc, "%s", err);
+		session_reply_code(s, req, rc, err);
 }
 
 void op_consumer_close(kd_session *s, const kd_request *req, const char *payload, uint32_t len)

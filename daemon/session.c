@@ -323,19 +323,32 @@ void session_reply_error(kd_session *s, const kd_request *req, int code, const c
 	va_end(ap);
 }
 
+void writer_kafka_error(kd_writer *w, uint64_t id, bool has_id, int rd_err, const char *message)
+{
+	msgpack_pack_array(&w->pk, 3);
+	if (has_id)
+		msgpack_pack_uint64(&w->pk, id);
+	else
+		msgpack_pack_nil(&w->pk);
+	pack_kafka_error(&w->pk, rd_err, message);
+	msgpack_pack_nil(&w->pk);
+}
+
 void session_reply_kafka_error(kd_session *s, const kd_request *req, int rd_err, const char *message)
 {
 	kd_writer w;
 	writer_init(&w);
-	msgpack_pack_array(&w.pk, 3);
-	if (req->has_id)
-		msgpack_pack_uint64(&w.pk, req->id);
-	else
-		msgpack_pack_nil(&w.pk);
-	pack_kafka_error(&w.pk, rd_err, message);
-	msgpack_pack_nil(&w.pk);
+	writer_kafka_error(&w, req->id, req->has_id, rd_err, message);
 	s->d->counters.errors++;
 	session_send_writer(s, &w);
+}
+
+void session_reply_code(kd_session *s, const kd_request *req, int code, const char *message)
+{
+	if (kd_err_is_kafka(code))
+		session_reply_kafka_error(s, req, code - KD_ERR_KAFKA_BASE, message);
+	else
+		session_reply_error(s, req, code, "%s", message);
 }
 
 static void framing_error(kd_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

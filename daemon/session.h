@@ -90,6 +90,10 @@ void session_send_writer(kd_session *s, kd_writer *w);
 void session_reply_error(kd_session *s, const kd_request *req, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void session_reply_kafka_error(kd_session *s, const kd_request *req, int rd_err, const char *message);
+/* Replies with a daemon or Kafka error code (as kd_err_is_kafka tells). */
+void session_reply_code(kd_session *s, const kd_request *req, int code, const char *message);
+/* Writes a complete [id, kafka-error, nil] response into w. */
+void writer_kafka_error(kd_writer *w, uint64_t id, bool has_id, int rd_err, const char *message);
 /* Re-evaluates parked requests and backpressure (after outbox changes). */
 void session_changed(kd_session *s);
 
