@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 KDIR=$(mktemp -d "${TMPDIR:-/tmp}/kafkad-test.XXXXXX")
+ZKDIR=$(mktemp -d "${TMPDIR:-/tmp}/kafkad-test-zk.XXXXXX")
 cleanup() {
     tests/kafka/cluster stop --dir "$KDIR" >/dev/null 2>&1 || true
-    rm -rf "$KDIR"
+    tests/kafka/cluster stop --dir "$ZKDIR" >/dev/null 2>&1 || true
+    rm -rf "$KDIR" "$ZKDIR"
 }
 trap cleanup EXIT INT TERM
 
@@ -20,6 +22,16 @@ tests/kafka/cluster start --dir "$KDIR"
 # shellcheck disable=SC1091
 . "$KDIR/env"
 export KAFKAD_TEST_BOOTSTRAP="$BOOTSTRAP" KAFKAD_TEST_KAFKA_DIR="$KDIR"
+
+# the ZooKeeper-balanced consumer's suite (PyKafka's BalancedConsumer interop)
+# needs ZooKeeper and a ZK-mode broker: one more cluster, also for the whole run
+step "starting Apache Kafka (ZooKeeper mode) for this run"
+tests/kafka/cluster start --mode zk --dir "$ZKDIR"
+# shellcheck disable=SC1091
+ZK_BOOTSTRAP=$(. "$ZKDIR/env" && echo "$BOOTSTRAP")
+# shellcheck disable=SC1091
+ZK_CONNECT=$(. "$ZKDIR/env" && echo "$ZOOKEEPER")
+export KAFKAD_TEST_ZK_BOOTSTRAP="$ZK_BOOTSTRAP" KAFKAD_TEST_ZK_CONNECT="$ZK_CONNECT" KAFKAD_TEST_ZK_DIR="$ZKDIR"
 
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:strict_string_checks=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"

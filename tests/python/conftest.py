@@ -18,12 +18,38 @@ from typing import Iterator, List, Optional
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_kafka import Cluster, make_cluster_fixture  # noqa: E402
+from conftest_kafka import Cluster, ClusterError, _run, make_cluster_fixture, start_cluster  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "client-stubs" / "python"))
 
 kafka_cluster = make_cluster_fixture("kraft", scope="session", name="kafka_cluster")
+
+
+@pytest.fixture(scope="session")
+def zk_cluster() -> Iterator[Cluster]:
+    """The ZooKeeper-mode cluster (ZooKeeper + a ZK-mode broker): the one
+    scripts/test.sh started for the run ($KAFKAD_TEST_ZK_BOOTSTRAP,
+    $KAFKAD_TEST_ZK_CONNECT, $KAFKAD_TEST_ZK_DIR), else one of its own for
+    this session.  ``.zookeeper`` is its connect string, ``.zk_stop()`` /
+    ``.zk_start()`` restart ZooKeeper under a running broker."""
+    boot = os.environ.get("KAFKAD_TEST_ZK_BOOTSTRAP")
+    if boot:
+        zk = os.environ.get("KAFKAD_TEST_ZK_CONNECT")
+        d = os.environ.get("KAFKAD_TEST_ZK_DIR")
+        if not zk or not d:
+            raise ClusterError("KAFKAD_TEST_ZK_BOOTSTRAP is set: KAFKAD_TEST_ZK_CONNECT and KAFKAD_TEST_ZK_DIR must be too")
+        try:
+            _run(["metadata", "--bootstrap", boot], timeout=30)
+        except ClusterError as e:
+            raise ClusterError(f"shared ZK-mode broker KAFKAD_TEST_ZK_BOOTSTRAP={boot} does not answer:\n{e}")
+        yield Cluster(boot, dir=d, zookeeper=zk, mode="zk", owned=False)
+        return
+    c = start_cluster(mode="zk")
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,12 +113,11 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
 
-@pytest.fixture
-def daemon_factory(kafka_cluster: Cluster) -> Iterator["DaemonFactory"]:
+def _daemons(default_bootstrap: str) -> Iterator["DaemonFactory"]:
     started: List[Daemon] = []
 
     def make(extra: str = "", bootstrap: Optional[str] = None, start: bool = True) -> Daemon:
-        d = Daemon(bootstrap or kafka_cluster.bootstrap, extra)
+        d = Daemon(bootstrap or default_bootstrap, extra)
         started.append(d)
         return d.start() if start else d
 
@@ -106,6 +131,18 @@ def daemon_factory(kafka_cluster: Cluster) -> Iterator["DaemonFactory"]:
             failures.append(f"kafkad exited with {rc}:\n{d.log()}")
     if failures:
         raise AssertionError("\n".join(failures))
+
+
+@pytest.fixture
+def daemon_factory(kafka_cluster: Cluster) -> Iterator["DaemonFactory"]:
+    yield from _daemons(kafka_cluster.bootstrap)
+
+
+@pytest.fixture
+def zk_daemon_factory(zk_cluster: Cluster) -> Iterator["DaemonFactory"]:
+    """daemon_factory for the ZooKeeper-mode cluster (its broker is the
+    default bootstrap); needs no KRaft cluster."""
+    yield from _daemons(zk_cluster.bootstrap)
 
 
 DaemonFactory = object

@@ -10,6 +10,7 @@ Import it from a conftest.py (this module is not a conftest itself):
         topic = kafka_cluster.new_topic("x")             # unique name, 4 partitions
         kafka_cluster.create_topic("fixed-name", partitions=2)
         kafka_cluster.broker_stop(); kafka_cluster.broker_start()
+        kafka_zk_cluster.zk_stop(); kafka_zk_cluster.zk_start()   # zk mode
         ... kafka_cluster.bootstrap ...                  # "127.0.0.1:PORT"
 
 Shared broker: if KAFKAD_TEST_BOOTSTRAP is set (e.g. by the Makefile, which
@@ -136,6 +137,17 @@ class Cluster(object):
         once it answers metadata requests."""
         self._need_dir("broker_start")
         _run(["broker-start", "--dir", self.dir], timeout=START_TIMEOUT + 60)
+
+    def zk_stop(self):
+        """Stop only ZooKeeper (zk mode); the broker keeps running."""
+        self._need_dir("zk_stop")
+        _run(["zk-stop", "--dir", self.dir], timeout=120)
+
+    def zk_start(self):
+        """Start ZooKeeper again (same port, same data); returns once it
+        answers."""
+        self._need_dir("zk_start")
+        _run(["zk-start", "--dir", self.dir], timeout=START_TIMEOUT + 60)
 
     def stop(self):
         """Stop everything (no-op for a shared broker, and when repeated)."""
