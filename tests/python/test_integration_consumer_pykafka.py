@@ -1,5 +1,6 @@
 """kafkad's PyKafka consumers against the real broker: the seed's consumer
-examples with only the import changed, the offset semantics compared
+examples with only the import changed (the ZooKeeper-balanced one is in
+test_integration_zookeeper.py), the offset semantics compared
 step by step with the real PyKafka 2.8, and the Kafka-coordinated balanced
 consumer."""
 from __future__ import annotations
@@ -133,21 +134,9 @@ def test_seed_explicit_partitions_split(kafka_cluster, kd):
     consumer_b.stop()
 
 
-def test_seed_zookeeper_balanced_consumer_is_a_clear_error(kafka_cluster, kd):
-    name = kafka_cluster.new_topic("seedzk", partitions=2)
-
-    from kafkad.pykafka import KafkaClient
-    from kafkad.pykafka.consumer import ConsumerNotSupportedError
-    from kafkad.pykafka.exceptions import KafkaException
-    client = KafkaClient("localhost:9092")
-    topic = client.topics[name]
-    with pytest.raises(ConsumerNotSupportedError) as ei:
-        topic.get_balanced_consumer(
-            consumer_group=b"charlie",
-            zookeeper_connect="localhost:2181")
-    assert isinstance(ei.value, KafkaException)
-    assert "managed=True" in str(ei.value) and "not supported" in str(ei.value)
-    assert ei.value.kafkad_error.name == "NOT_SUPPORTED"
+# the seed's ZooKeeper-balanced consumer example (group "charlie" on
+# zookeeper_connect="localhost:2181") runs against the ZooKeeper-mode
+# cluster: test_integration_zookeeper.py::test_seed_balanced_consumer
 
 
 # --- offset semantics, step by step against the real PyKafka ------------------

@@ -90,8 +90,8 @@ def test_open_errors(fake):
         with pytest.raises(E.KafkaError) as ei:
             c.consumer("missing")
         assert ei.value.name == "UNKNOWN_TOPIC_OR_PART" and ei.value.kafka_code == 3
-        with pytest.raises(E.NotSupported):
-            c.consumer("t", mode="zookeeper", group="g")
+        with pytest.raises(E.InvalidArgument):
+            c.consumer("t", mode="zookeeper", group="g")  # no zookeeper_connect
         with pytest.raises(E.InvalidArgument):
             c.call("consumer_open", {"topic": "t", "mode": "group"})
         with pytest.raises(E.KafkaError):

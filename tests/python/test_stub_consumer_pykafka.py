@@ -4,8 +4,10 @@ timeouts, the balanced consumers (the real broker: test_integration_consumer_pyk
 
 import datetime as dt
 import os
+import socket
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -16,7 +18,6 @@ if _STUB not in sys.path:
 from kafkad.pykafka import KafkaClient, Message  # noqa: E402
 from kafkad.pykafka import exceptions as PE  # noqa: E402
 from kafkad.pykafka.common import OffsetType  # noqa: E402
-from kafkad.pykafka.consumer import ConsumerNotSupportedError  # noqa: E402
 from kafkad.pykafka.membershipprotocol import RangeProtocol, RoundRobinProtocol, GroupMembershipProtocol  # noqa: E402
 from kafkad.pykafka.utils import deserialize_utf8  # noqa: E402
 from kafkad.testing import FakeDaemon  # noqa: E402
@@ -223,13 +224,113 @@ def test_managed_balanced_consumer(fake):
                                     membership_protocol=GroupMembershipProtocol(b"consumer", b"custom", None, None))
 
 
-def test_zookeeper_balanced_consumer_is_not_supported(fake):
+def test_zookeeper_balanced_consumer(fake):
+    fill(fake, "topicname", 20, 4)
     topic = KafkaClient().topics[b"topicname"]
-    with pytest.raises(ConsumerNotSupportedError) as ei:
-        topic.get_balanced_consumer(b"charlie", zookeeper_connect="localhost:2181")
-    assert isinstance(ei.value, PE.KafkaException) and isinstance(ei.value, NotImplementedError)
-    assert "managed=True" in str(ei.value) and ei.value.kafkad_error.code == 10
-    assert opens(fake)[-1]["mode"] == "zookeeper"
+    # the seed's call: PyKafka's default get_balanced_consumer is ZooKeeper's
+    c = topic.get_balanced_consumer(consumer_group=b"charlie", zookeeper_connect="localhost:2181",
+                                    consumer_timeout_ms=200, auto_commit_enable=True)
+    args = opens(fake)[-1]
+    assert args["mode"] == "zookeeper" and args["group"] == "charlie" and args["topic"] == "topicname"
+    assert args["zookeeper_connect"] == "localhost:2181" and args["assignor"] == "range"
+    assert args["zookeeper_connection_timeout_ms"] == 6000 and args["rebalance_backoff_ms"] == 2000
+    assert "zookeeper_session_timeout_ms" not in args and args["auto_offset_reset"] == "earliest"
+    host, _, uid = c.member_id.rpartition(":")
+    assert host == socket.gethostname() and str(uuid.UUID(uid)) == uid
+    assert c.consumer_id == c._consumer_id == c.member_id.encode()
+    assert sorted(c.partitions) == [0, 1, 2, 3] and c.held_offsets == {p: OffsetType.EARLIEST for p in range(4)}
+    got = list(c)
+    assert sorted(m.value for m in got) == sorted(b"m%d" % i for i in range(20))
+    c.commit_offsets()
+    assert {p: o for (g, _t, p), o in fake.group_offsets.items() if g == "charlie"} == {0: 5, 1: 5, 2: 5, 3: 5}
+    # a second consumer of the same group and topic attaches to the daemon's one member
+    d = topic.get_balanced_consumer(b"charlie", zookeeper_connect="localhost:2181", consumer_timeout_ms=200)
+    assert d.member_id == c.member_id and c.consume() is None
+    assert sorted(list(c.partitions) + list(d.partitions)) == [0, 1, 2, 3] and len(d.partitions) == 2
+    d.stop()
+    c.stop()
+    assert c.partitions == {} and c.held_offsets is None
+
+
+def test_zookeeper_connect_sources_and_options(fake):
+    import pykafka.membershipprotocol as real_mp
+
+    def zk_args(**kw):
+        c = topic.get_balanced_consumer(b"g", consumer_timeout_ms=0, **kw)
+        c.stop()
+        return opens(fake)[-1]
+
+    topic = KafkaClient().topics[b"two"]
+    assert zk_args()["zookeeper_connect"] == "127.0.0.1:2181"  # PyKafka's default
+    assert zk_args(zookeeper_hosts="zh:1")["zookeeper_connect"] == "zh:1"
+    assert zk_args(zookeeper_hosts="zh:1", zookeeper_connect="zc:2/chroot")["zookeeper_connect"] == "zc:2/chroot"
+    topic = KafkaClient("localhost:9092", zookeeper_hosts="client-zk:2181").topics[b"two"]
+    assert zk_args()["zookeeper_connect"] == "client-zk:2181"
+    assert zk_args(zookeeper_hosts="zh:1")["zookeeper_connect"] == "zh:1"
+    a = zk_args(membership_protocol=real_mp.RoundRobinProtocol, rebalance_backoff_ms=500,
+                zookeeper_connection_timeout_ms=1500, zookeeper_session_timeout_ms=4000)
+    assert a["assignor"] == "roundrobin" and a["rebalance_backoff_ms"] == 500
+    assert a["zookeeper_connection_timeout_ms"] == 1500 and a["zookeeper_session_timeout_ms"] == 4000
+    assert zk_args(membership_protocol=real_mp.RangeProtocol)["assignor"] == "range"
+    assert zk_args(membership_protocol=RoundRobinProtocol)["assignor"] == "roundrobin"
+    n = len(opens(fake))
+    for bad in (GroupMembershipProtocol(b"consumer", b"custom", None, None),
+                GroupMembershipProtocol(b"consumer", b"cooperative-sticky", None, None)):
+        with pytest.raises(ValueError):
+            topic.get_balanced_consumer(b"g", membership_protocol=bad)
+    assert len(opens(fake)) == n  # refused before asking the daemon
+    with pytest.raises(ValueError):
+        topic.get_balanced_consumer(b"", zookeeper_connect="zk:1")
+
+    # a KazooClient lends its hosts (and session timeout): the daemon has its own session
+    from kazoo.client import KazooClient
+
+    kz = KazooClient("zk1:2181,[::1]:2182/kafka", timeout=7.5)
+    a = zk_args(zookeeper=kz, zookeeper_connect="ignored:1")
+    assert a["zookeeper_connect"] == "zk1:2181,[::1]:2182/kafka" and a["zookeeper_session_timeout_ms"] == 7500
+
+    class Opaque:
+        pass
+
+    with pytest.raises(ValueError, match="zookeeper_connect"):
+        topic.get_balanced_consumer(b"g", zookeeper=Opaque())
+
+
+def test_zookeeper_balanced_consumer_errors(fake):
+    topic = KafkaClient().topics[b"two"]
+    fake.zookeeper_unreachable.add("127.0.0.1:1")
+    with pytest.raises(PE.RequestTimedOut) as ei:
+        topic.get_balanced_consumer(b"g", zookeeper_connect="127.0.0.1:1", zookeeper_connection_timeout_ms=100)
+    assert ei.value.kafkad_error.code == 7
+    c = topic.get_balanced_consumer(b"g", zookeeper_connect="127.0.0.1:2", consumer_timeout_ms=0)
+    assert sorted(c.partitions) == [0, 1]
+    c.stop()
+
+
+def test_native_client_zookeeper_mode(fake):
+    import kafkad
+    from kafkad import errors
+
+    with kafkad.Client(fake.socket_path) as cl:
+        with pytest.raises(errors.InvalidArgument):
+            cl.consumer("two", mode="zookeeper", group="g")  # no zookeeper_connect
+        with pytest.raises(errors.InvalidArgument):
+            cl.consumer(topics=["two", "topicname"], mode="zookeeper", group="g", zookeeper_connect="zk:1")
+        with pytest.raises(errors.InvalidArgument):
+            cl.consumer("two", mode="zookeeper", group="g", zookeeper_connect="zk:1", assignor="cooperative-sticky")
+        with pytest.raises(TypeError):
+            cl.consumer("two", mode="zookeeper", group="g", zookeeper_connect="zk:1", rebalance_backoff_ms="1")
+        con = cl.consumer("two", mode="zookeeper", group="g", zookeeper_connect=b"zk:1/x", assignor="roundrobin",
+                          zookeeper_session_timeout_ms=4000, zookeeper_connection_timeout_ms=1000,
+                          rebalance_backoff_ms=100)
+        a = opens(fake)[-1]
+        assert (a["zookeeper_connect"], a["zookeeper_session_timeout_ms"], a["zookeeper_connection_timeout_ms"],
+                a["rebalance_backoff_ms"], a["assignor"]) == ("zk:1/x", 4000, 1000, 100, "roundrobin")
+        assert con.member_id and con.member_id.startswith(socket.gethostname() + ":")
+        con.close()
+        g = cl.consumer("two", mode="group", group="g")
+        assert g.member_id is None and "zookeeper_connect" not in opens(fake)[-1]
+        g.close()
 
 
 def test_membership_protocols_decide_like_pykafka():
@@ -243,6 +344,37 @@ def test_membership_protocols_decide_like_pykafka():
     assert {p.id for p in RangeProtocol.decide_partitions(members, parts, b"b")} == {3, 4}
     assert {p.id for p in RoundRobinProtocol.decide_partitions(members, parts, b"a")} == {0, 2, 4}
     assert {p.id for p in RoundRobinProtocol.decide_partitions(members, parts, b"b")} == {1, 3}
+
+
+def test_membership_protocols_match_real_pykafka_exactly():
+    """Same members and partitions -> the same sets as PyKafka 2.8's own
+    functions, including its string sort ("<topic>-<leader>-<id>": 10 < 2)."""
+    import random
+
+    import pykafka.membershipprotocol as real
+
+    class T:
+        name = b"topic"
+
+    class L:
+        def __init__(self, i):
+            self.id = i
+
+    class P:
+        def __init__(self, i, leader):
+            self.id, self.topic, self.leader = i, T, L(leader)
+
+    rnd = random.Random(5)
+    for _ in range(300):
+        n = rnd.randint(1, 25)
+        parts = {i: P(i, rnd.choice([0, 1, 2, 10])) for i in range(n)}
+        members = [("%s:%s" % (rnd.choice(["h1", "h2", "host-10"]), rnd.random())).encode()
+                   for _ in range(rnd.randint(1, 8))]
+        for ours, theirs in ((RangeProtocol, real.RangeProtocol), (RoundRobinProtocol, real.RoundRobinProtocol)):
+            for m in members:
+                assert ours.decide_partitions(members, parts, m) == theirs.decide_partitions(members, parts, m)
+    parts = {i: P(i, 0) for i in range(12)}
+    assert {p.id for p in RangeProtocol.decide_partitions([b"a", b"b"], parts, b"a")} == {0, 1, 10, 11, 2, 3}
 
 
 def test_offset_lookups(fake):

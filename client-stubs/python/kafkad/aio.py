@@ -483,6 +483,10 @@ class AsyncClient(Session):
         fetch_max: int = 1000,
         fetch_max_bytes: int = 4 << 20,
         on_event: Optional[Callable[..., Any]] = None,
+        zookeeper_connect: Optional[str] = None,
+        zookeeper_session_timeout_ms: Optional[int] = None,
+        zookeeper_connection_timeout_ms: Optional[int] = None,
+        rebalance_backoff_ms: Optional[int] = None,
     ) -> "AsyncConsumer":
         """As :meth:`kafkad.Client.consumer`; returns an
         :class:`~kafkad.consumer.AsyncConsumer`."""
@@ -491,6 +495,10 @@ class AsyncClient(Session):
         args = open_args(
             topic, topics, mode, group, partitions, offsets, auto_offset_reset, reset_offset_on_start, assignor,
             cluster if cluster is not None else self.cluster,
+            zookeeper_connect=zookeeper_connect,
+            zookeeper_session_timeout_ms=zookeeper_session_timeout_ms,
+            zookeeper_connection_timeout_ms=zookeeper_connection_timeout_ms,
+            rebalance_backoff_ms=rebalance_backoff_ms,
         )
         c = AsyncConsumer(
             self,

@@ -789,6 +789,10 @@ class Client(Session):
         fetch_max: int = 1000,
         fetch_max_bytes: int = 4 << 20,
         on_event: Optional[Callable[..., Any]] = None,
+        zookeeper_connect: Optional[str] = None,
+        zookeeper_session_timeout_ms: Optional[int] = None,
+        zookeeper_connection_timeout_ms: Optional[int] = None,
+        rebalance_backoff_ms: Optional[int] = None,
     ) -> "Consumer":
         """Attach to a daemon-held consumer (``consumer_open``): see
         :class:`kafkad.consumer.Consumer`.
@@ -808,6 +812,10 @@ class Client(Session):
         args = open_args(
             topic, topics, mode, group, partitions, offsets, auto_offset_reset, reset_offset_on_start, assignor,
             cluster if cluster is not None else self.cluster,
+            zookeeper_connect=zookeeper_connect,
+            zookeeper_session_timeout_ms=zookeeper_session_timeout_ms,
+            zookeeper_connection_timeout_ms=zookeeper_connection_timeout_ms,
+            rebalance_backoff_ms=rebalance_backoff_ms,
         )
         return Consumer(
             self,

@@ -156,8 +156,15 @@ def open_args(
     reset_offset_on_start: bool,
     assignor: Optional[str],
     cluster: Optional[str],
+    *,
+    zookeeper_connect: Optional[str] = None,
+    zookeeper_session_timeout_ms: Optional[int] = None,
+    zookeeper_connection_timeout_ms: Optional[int] = None,
+    rebalance_backoff_ms: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """The ``consumer_open`` args for :meth:`kafkad.Client.consumer`'s arguments."""
+    """The ``consumer_open`` args for :meth:`kafkad.Client.consumer`'s arguments
+    (the ``zookeeper_*``/``rebalance_backoff_ms`` ones are sent when given;
+    the daemon checks them against the mode)."""
     if (topic is None) == (topics is None):
         raise ValueError("give exactly one of topic= or topics=")
     names = [_topic_name(topic)] if topic is not None else [_topic_name(t) for t in topics]
@@ -189,6 +196,19 @@ def open_args(
         args["assignor"] = assignor
     if cluster is not None:
         args["cluster"] = cluster
+    if zookeeper_connect is not None:
+        if isinstance(zookeeper_connect, (bytes, bytearray)):
+            zookeeper_connect = zookeeper_connect.decode("utf-8")
+        args["zookeeper_connect"] = str(zookeeper_connect)
+    for name, v in (
+        ("zookeeper_session_timeout_ms", zookeeper_session_timeout_ms),
+        ("zookeeper_connection_timeout_ms", zookeeper_connection_timeout_ms),
+        ("rebalance_backoff_ms", rebalance_backoff_ms),
+    ):
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+            args[name] = v
     return args
 
 
@@ -225,6 +245,7 @@ class _Core:
         self.handle = 0
         self.key = ""
         self.attached = 0
+        self.member_id: Optional[str] = None
         self.topics: List[str] = []
         self.group: Optional[str] = None
         self.fetch_max = max(1, int(fetch_max))
@@ -446,6 +467,8 @@ class _Core:
         self.handle = res["handle"]
         self.key = str(res.get("consumer", ""))
         self.attached = int(res.get("attached", 1) or 1)
+        mid = res.get("member_id")
+        self.member_id = mid if isinstance(mid, str) else None
         t = open_args.get("topics") or [open_args["topic"]]
         self.topics = sorted(t)
         self.group = open_args.get("group")
@@ -523,6 +546,12 @@ class Consumer:
     def attached(self) -> int:
         """Connections attached to the shared consumer when this one attached."""
         return self._core.attached
+
+    @property
+    def member_id(self) -> Optional[str]:
+        """The group member id the daemon registered (``zookeeper`` mode: the
+        consumer id under ``/consumers/<group>/ids``), else None."""
+        return self._core.member_id
 
     @property
     def topics(self) -> List[str]:
@@ -929,6 +958,7 @@ class AsyncConsumer:
 
     handle = Consumer.handle
     key = Consumer.key
+    member_id = Consumer.member_id
     topics = Consumer.topics
     group = Consumer.group
     events = Consumer.events

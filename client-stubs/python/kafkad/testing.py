@@ -22,7 +22,8 @@ import socket
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+import uuid
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import msgpack
 
@@ -79,7 +80,9 @@ class _Conn:
 # consumers: a toy model of the daemon's (SPEC 4.8): one shared consumer per
 # key, partitions leased to attached connections, rewound to the last commit
 # when they move away from a connection that got messages beyond it.  There
-# is no Kafka group: "group" mode reads every partition of its topics.
+# is no Kafka group: "group" mode reads every partition of its topics, and
+# so does "zookeeper" mode (no ZooKeeper either: its member is alone in its
+# group; connect strings in FakeDaemon.zookeeper_unreachable time out).
 
 _CONSUMER_OPS = ("consumer_open", "consume", "commit", "committed", "seek", "watermarks", "consumer_close")
 _PARKED = object()
@@ -118,6 +121,7 @@ class _FConsumer:
         self.mode = mode
         self.group = group
         self.topics = topics
+        self.member_id: Optional[str] = None
         self.parts: List[_FPart] = []
         self.attaches: List[_FAttach] = []
 
@@ -146,6 +150,7 @@ class _ConsumerOps:
     handles: Dict[int, "_FAttach"]
     _next_handle: int
     _next_private: int
+    zookeeper_unreachable: Set[str]
 
     def _send(self, c: _Conn, value: Any) -> None:  # pragma: no cover - FakeDaemon has it
         raise NotImplementedError
@@ -168,15 +173,25 @@ class _ConsumerOps:
 
     def _op_consumer_open(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
         mode = args.get("mode", "simple")
-        if mode == "zookeeper":
-            raise _OpError(10, "NOT_SUPPORTED", "mode \"zookeeper\" is not supported yet; use \"group\"")
-        if mode not in ("simple", "group"):
+        if mode not in ("simple", "group", "zookeeper"):
             raise _invalid("mode: must be \"simple\", \"group\" or \"zookeeper\"")
         group = args.get("group")
         if group is not None and (not isinstance(group, str) or not group):
             raise _invalid("group: expected a string of 1..255 bytes")
-        if mode == "group" and group is None:
-            raise _invalid("group: required in group mode")
+        if mode in ("group", "zookeeper") and group is None:
+            raise _invalid(f"group: required in {mode} mode")
+        zk = args.get("zookeeper_connect")
+        if mode == "zookeeper":
+            if not isinstance(zk, str) or not zk:
+                raise _invalid("zookeeper_connect: required in zookeeper mode (\"host:port[,host:port][/chroot]\")")
+            if args.get("assignor", "range") not in ("range", "roundrobin"):
+                raise _invalid("assignor: zookeeper mode takes \"range\" or \"roundrobin\"")
+            for k in ("zookeeper_session_timeout_ms", "zookeeper_connection_timeout_ms", "rebalance_backoff_ms"):
+                v = args.get(k)
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                    raise _invalid(f"{k}: expected an integer >= 0")
+        elif zk is not None:
+            raise _invalid("zookeeper_connect: zookeeper mode only")
         topics = args.get("topics")
         if topics is None:
             t = args.get("topic")
@@ -190,6 +205,8 @@ class _ConsumerOps:
             raise _invalid("topics: a topic is listed twice")
         if mode == "simple" and len(topics) != 1:
             raise _invalid("topics: a simple consumer reads exactly one topic")
+        if mode == "zookeeper" and len(topics) != 1:
+            raise _invalid("topics: a zookeeper-balanced consumer reads exactly one topic")
         parts = args.get("partitions")
         if parts is not None and (mode != "simple" or not isinstance(parts, list) or not parts):
             raise _invalid("partitions: a list of partition ids, simple mode only")
@@ -205,6 +222,8 @@ class _ConsumerOps:
         if reset not in ("earliest", "latest"):
             raise _invalid("auto_offset_reset: expected \"earliest\" or \"latest\"")
         on_start = bool(args.get("reset_offset_on_start", False))
+        if mode == "zookeeper" and zk in self.zookeeper_unreachable:
+            raise _OpError(7, "TIMED_OUT", f"ZooKeeper {zk} not reachable", retriable=True)
         for t in topics:
             if t not in self.topics:
                 raise _OpError(KAFKA + 3, "UNKNOWN_TOPIC_OR_PART", f"topic {t}: Broker: Unknown topic or partition")
@@ -223,6 +242,8 @@ class _ConsumerOps:
         fc = self.fconsumers.get(key)
         if fc is None:
             fc = _FConsumer(key, mode, group, topics)
+            if mode == "zookeeper":
+                fc.member_id = f"{socket.gethostname()}:{uuid.uuid4()}"
             for ti, t in enumerate(topics):
                 for p in (parts if parts is not None else range(self.topics[t])):
                     end = self._log_len(t, p)
@@ -240,7 +261,10 @@ class _ConsumerOps:
         c.attaches.append(a)
         self.handles[a.handle] = a
         self._rebalance(fc)
-        return {"handle": a.handle, "consumer": key, "attached": len(fc.attaches)}
+        res: Dict[str, Any] = {"handle": a.handle, "consumer": key, "attached": len(fc.attaches)}
+        if fc.member_id is not None:
+            res["member_id"] = fc.member_id
+        return res
 
     def _release(self, fc: _FConsumer, p: _FPart) -> None:
         if p.holder is None:
@@ -520,6 +544,7 @@ class FakeDaemon(_ConsumerOps):
         self.handles: Dict[int, _FAttach] = {}
         self._next_handle = 0
         self._next_private = 0
+        self.zookeeper_unreachable: Set[str] = set()  # zookeeper_connect strings that time out
 
     # -- lifecycle ---------------------------------------------------------
 

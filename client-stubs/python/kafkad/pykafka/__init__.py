@@ -15,9 +15,10 @@ Code written for PyKafka 2.8 runs unchanged but for the import::
     for msg in consumer:
         print(msg.value, msg.partition_id, msg.offset)
 
-Consumers are the daemon's (kafkad.consumer): ``get_simple_consumer`` and
-``get_balanced_consumer(managed=True)`` (Kafka-coordinated group); the
-ZooKeeper-balanced consumer raises ``ConsumerNotSupportedError``.
+Consumers are the daemon's (kafkad.consumer): ``get_simple_consumer``,
+``get_balanced_consumer(zookeeper_connect=...)`` (PyKafka's ZooKeeper
+balancer, run by the daemon: it shares groups with PyKafka members) and
+``get_balanced_consumer(managed=True)`` (Kafka-coordinated group).
 """
 
 from .broker import Broker

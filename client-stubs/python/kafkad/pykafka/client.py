@@ -206,8 +206,11 @@ class Cluster:
         socket_timeout_ms: int = 30 * 1000,
         exclude_internal_topics: bool = True,
         broker_version: str = "0.9.0",
+        zookeeper_hosts: Optional[str] = None,
     ) -> None:
         self._seed_hosts = hosts
+        # what a ZooKeeper-balanced consumer uses when given no ZooKeeper
+        self._zookeeper_connect = zookeeper_hosts
         self._socket_path = default_socket_path(socket_path)
         self._timeout = socket_timeout_ms / 1000.0
         self._broker_version = broker_version
@@ -268,9 +271,10 @@ class KafkaClient:
     matches a configured cluster's ``bootstrap.servers``; anything else means
     the daemon's default cluster.  ``cluster=`` names one directly.  The
     socket is ``socket_path=``, else ``$KAFKAD_SOCKET``, else
-    ``/run/kafkad/kafkad.sock``.  ``zookeeper_hosts``, ``ssl_config``,
-    ``source_address`` and ``use_greenlets`` are accepted and ignored: kafkad
-    owns the connections to Kafka.
+    ``/run/kafkad/kafkad.sock``.  ``zookeeper_hosts`` is the ZooKeeper of
+    ``get_balanced_consumer()`` (kafkad finds the brokers by ``hosts``);
+    ``ssl_config``, ``source_address`` and ``use_greenlets`` are accepted
+    and ignored: kafkad owns the connections to Kafka.
     """
 
     def __init__(
@@ -290,7 +294,9 @@ class KafkaClient:
     ) -> None:
         if isinstance(hosts, bytes):
             hosts = hosts.decode("utf-8")
-        for name, val in (("zookeeper_hosts", zookeeper_hosts), ("ssl_config", ssl_config), ("use_greenlets", use_greenlets)):
+        if isinstance(zookeeper_hosts, bytes):
+            zookeeper_hosts = zookeeper_hosts.decode("utf-8")
+        for name, val in (("ssl_config", ssl_config), ("use_greenlets", use_greenlets)):
             if val:
                 log.info("KafkaClient: %s is ignored (kafkad owns the Kafka connections)", name)
         self._seed_hosts = zookeeper_hosts if zookeeper_hosts is not None else hosts
@@ -303,6 +309,7 @@ class KafkaClient:
             socket_timeout_ms=socket_timeout_ms,
             exclude_internal_topics=exclude_internal_topics,
             broker_version=broker_version,
+            zookeeper_hosts=zookeeper_hosts,
         )
         self.brokers = self.cluster.brokers
         self.topics = self.cluster.topics

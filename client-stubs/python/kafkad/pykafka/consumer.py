@@ -16,8 +16,9 @@ offset 0 of each partition (``auto_offset_reset`` applies when 0 is gone);
 
 ``ManagedBalancedConsumer`` (``get_balanced_consumer(managed=True)``) is the
 daemon's Kafka-coordinated group member; the ZooKeeper ``BalancedConsumer``
-is the daemon's ``zookeeper`` mode, which kafkad does not support yet: it
-raises :class:`ConsumerNotSupportedError`.
+(``managed=False``, PyKafka's default) is the daemon's ``zookeeper`` mode: the
+daemon registers in ZooKeeper and owns partitions exactly as PyKafka's
+BalancedConsumer does, so both can share a group.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .exceptions import (
     UnicodeException,
     from_kafkad,
 )
-from .membershipprotocol import RangeProtocol, assignor_name
+from .membershipprotocol import RangeProtocol, assignor_name, zookeeper_assignor
 from .protocol import Message
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,7 +70,7 @@ OffsetFetchPartitionResponse = namedtuple("OffsetFetchPartitionResponse", ["offs
 
 class ConsumerNotSupportedError(KafkaException, NotImplementedError):
     """The consumer kind is not available from kafkad (the daemon answered
-    ``NOT_SUPPORTED``, e.g. PyKafka's ZooKeeper-balanced consumer)."""
+    ``NOT_SUPPORTED``, e.g. a daemon older than its ZooKeeper mode)."""
 
 
 def _translate(err: BaseException) -> Exception:
@@ -230,6 +231,10 @@ class _DaemonConsumer:
 
     # -- connection ------------------------------------------------------------
 
+    def _open_extra(self) -> Dict[str, Any]:
+        """Mode-specific ``consumer_open`` args (keywords of ``open_args``)."""
+        return {}
+
     def _open(self, **extra: Any) -> None:
         """Connect to kafkad and attach to the daemon consumer."""
         cl = self._cluster
@@ -249,6 +254,7 @@ class _DaemonConsumer:
                 self._reset_offset_on_start,
                 extra.pop("assignor", None),
                 cl.cluster_name,
+                **self._open_extra(),
             )
             interval = self._auto_commit_interval_ms if (self._auto_commit_enable and self._consumer_group) else 0
             self._kc = Consumer(
@@ -729,7 +735,7 @@ class _BalancedBase(_DaemonConsumer):
             # this one (or none: more consumers than partitions) right away
             try:
                 if kc.attached <= 1:
-                    kc.wait_assignment(_FIRST_ASSIGNMENT_WAIT)
+                    kc.wait_assignment(self._first_assignment_wait())
                 else:
                     core = kc._core
                     kc._wait_state(lambda: bool(core.assignment) or core.responses > 0, _LEASE_WAIT)
@@ -737,6 +743,11 @@ class _BalancedBase(_DaemonConsumer):
                 self.stop()
                 raise _translate(e) from e
             self._after_poll()
+
+    def _first_assignment_wait(self) -> float:
+        """How long start() waits for the first partitions when this is the
+        daemon member's only connection."""
+        return _FIRST_ASSIGNMENT_WAIT
 
     def stop(self) -> None:
         """Leave the group (committing first when auto-committing)."""
@@ -811,13 +822,53 @@ class ManagedBalancedConsumer(_BalancedBase):
             self.start()
 
 
+def _kazoo_connect_string(zk: Any) -> str:
+    """The connect string of a ``kazoo.client.KazooClient`` (its ``hosts``
+    (host, port) pairs and ``chroot``), for the daemon's own ZooKeeper
+    session; ValueError when it cannot be read."""
+    hosts = getattr(zk, "hosts", None)
+    if isinstance(hosts, str) and hosts:
+        return hosts
+    parts: List[str] = []
+    if isinstance(hosts, (list, tuple)):
+        for h in hosts:
+            if isinstance(h, (list, tuple)) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], int):
+                parts.append(f"[{h[0]}]:{h[1]}" if ":" in h[0] else f"{h[0]}:{h[1]}")
+            elif isinstance(h, str) and h:
+                parts.append(h)
+            else:
+                parts = []
+                break
+    if not parts:
+        raise ValueError(
+            f"zookeeper={zk!r}: kafkad cannot use a client's ZooKeeper session (the daemon is the group "
+            "member and opens its own), and the hosts of this object cannot be read; pass "
+            "zookeeper_connect='host:port[,host:port][/chroot]' instead"
+        )
+    chroot = getattr(zk, "chroot", None)
+    return ",".join(parts) + (chroot if isinstance(chroot, str) and chroot.startswith("/") else "")
+
+
 class BalancedConsumer(_BalancedBase):
     """PyKafka's ZooKeeper-balanced consumer: kafkad's ``zookeeper`` mode.
 
-    kafkad has no ZooKeeper balancer yet: starting raises
-    :class:`ConsumerNotSupportedError` (the daemon's ``NOT_SUPPORTED``).
-    Use ``topic.get_balanced_consumer(..., managed=True)`` for the
-    Kafka-coordinated group.
+    The daemon (not this process) is the group member: it registers
+    ``/consumers/<group>/ids/<hostname>:<uuid4>`` in ZooKeeper, takes the
+    owner nodes of its share of the partitions (``membership_protocol``:
+    ``RangeProtocol`` or ``RoundRobinProtocol``, decided exactly as PyKafka
+    2.8 does, so kafkad and PyKafka members share a group) and leases them to
+    the attached connections like its other consumers.  Offsets are
+    committed to Kafka under ``consumer_group``, as PyKafka does.
+
+    ZooKeeper: ``zookeeper_connect``, else ``zookeeper_hosts``, else the
+    ``KafkaClient``'s ``zookeeper_hosts``, else ``127.0.0.1:2181``
+    (PyKafka's default).  A ``zookeeper=`` KazooClient only gives its hosts:
+    the daemon opens its own session.  ``zookeeper_connection_timeout_ms``
+    bounds the daemon's connecting (``TIMED_OUT`` -> ``RequestTimedOut``);
+    ``zookeeper_session_timeout_ms`` (kafkad's addition) its session.
+    ``rebalance_max_retries`` is accepted: the daemon retries taking owner
+    nodes (every ``rebalance_backoff_ms``) until it gets them.
+    ``consumer_id`` / ``member_id`` is the daemon's id in ZooKeeper.
     """
 
     _mode = "zookeeper"
@@ -853,6 +904,7 @@ class BalancedConsumer(_BalancedBase):
         membership_protocol: Any = RangeProtocol,
         deserializer: Optional[Callable[[Any, Any], Tuple[Any, Any]]] = None,
         reset_offset_on_fetch: bool = True,
+        zookeeper_session_timeout_ms: Optional[int] = None,
     ) -> None:
         self._init_balanced(
             topic, cluster, consumer_group, fetch_message_max_bytes, num_consumer_fetchers, auto_commit_enable,
@@ -860,19 +912,53 @@ class BalancedConsumer(_BalancedBase):
             rebalance_max_retries, rebalance_backoff_ms, reset_offset_on_start, post_rebalance_callback,
             membership_protocol, deserializer,
         )
+        self._assignor = zookeeper_assignor(membership_protocol)
         self._reset_offset_on_fetch = reset_offset_on_fetch
-        self._zookeeper_connect = zookeeper_connect or zookeeper_hosts
+        self._rebalance_backoff_ms = _valid_int(rebalance_backoff_ms)
+        self._zookeeper_connection_timeout_ms = _valid_int(zookeeper_connection_timeout_ms, allow_zero=True)
+        self._zookeeper_session_timeout_ms = (
+            None if zookeeper_session_timeout_ms is None else _valid_int(zookeeper_session_timeout_ms)
+        )
+        connect: Any = zookeeper_connect or zookeeper_hosts or getattr(cluster, "_zookeeper_connect", None)
+        if zookeeper is not None:
+            # as PyKafka: a given KazooClient wins over zookeeper_connect
+            connect = _kazoo_connect_string(zookeeper)
+            if self._zookeeper_session_timeout_ms is None:
+                st = getattr(zookeeper, "_session_timeout", None)
+                if isinstance(st, int) and not isinstance(st, bool) and st > 0:
+                    self._zookeeper_session_timeout_ms = st
+        if isinstance(connect, (bytes, bytearray)):
+            connect = connect.decode("utf-8")
+        self._zookeeper_connect: str = str(connect) if connect else "127.0.0.1:2181"
         if auto_start:
             self.start()
 
-    def start(self) -> None:
-        try:
-            super().start()
-        except ConsumerNotSupportedError as e:
-            exc = ConsumerNotSupportedError(
-                "PyKafka's ZooKeeper-balanced consumer (get_balanced_consumer(managed=False), "
-                f"zookeeper_connect={self._zookeeper_connect!r}) is not supported by kafkad: {e}. "
-                "Use get_balanced_consumer(consumer_group, managed=True) for the Kafka-coordinated group."
-            )
-            exc.kafkad_error = e.kafkad_error
-            raise exc from e.__cause__
+    @property
+    def member_id(self) -> Optional[str]:
+        """The daemon's consumer id in ZooKeeper (``<hostname>:<uuid4>``),
+        once started."""
+        kc = self._kc
+        mid = kc.member_id if kc is not None else None
+        return mid if mid is not None else (self._consumer_id.decode("utf-8") or None)
+
+    @property
+    def zookeeper_connect(self) -> str:
+        return self._zookeeper_connect
+
+    def _open_extra(self) -> Dict[str, Any]:
+        extra: Dict[str, Any] = {
+            "zookeeper_connect": self._zookeeper_connect,
+            "zookeeper_connection_timeout_ms": self._zookeeper_connection_timeout_ms,
+            "rebalance_backoff_ms": self._rebalance_backoff_ms,
+        }
+        if self._zookeeper_session_timeout_ms is not None:
+            extra["zookeeper_session_timeout_ms"] = self._zookeeper_session_timeout_ms
+        return extra
+
+    def _open(self, **extra: Any) -> None:
+        # the daemon registers in ZooKeeper (unless it is a member of this
+        # group and topic already) and this connection attaches to it
+        super()._open(**extra)
+        kc = self._kc
+        if kc is not None and kc.member_id:
+            self._consumer_id = kc.member_id.encode("utf-8")

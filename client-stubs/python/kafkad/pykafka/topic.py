@@ -74,17 +74,16 @@ class Topic:
         return SimpleConsumer(self, self._cluster, consumer_group=consumer_group, **kwargs)
 
     def get_balanced_consumer(self, consumer_group: Any, managed: bool = False, **kwargs: Any) -> Any:
-        """A balanced consumer of this topic: ``managed=True`` gives the
+        """A balanced consumer of this topic: ``managed=False`` (PyKafka's
+        default) gives the ZooKeeper-balanced
+        :class:`~kafkad.pykafka.consumer.BalancedConsumer` (kafkad's
+        zookeeper mode: ``zookeeper_connect``, else ``zookeeper_hosts``, else
+        the KafkaClient's ``zookeeper_hosts``); ``managed=True`` the
         Kafka-coordinated :class:`~kafkad.pykafka.consumer.ManagedBalancedConsumer`
-        (kafkad's group mode); ``managed=False`` is PyKafka's ZooKeeper
-        balancer, which kafkad does not support (it raises
-        :class:`~kafkad.pykafka.consumer.ConsumerNotSupportedError`)."""
+        (kafkad's group mode)."""
         from .consumer import BalancedConsumer, ManagedBalancedConsumer
 
         if not managed:
-            zk = getattr(self._cluster, "_zookeeper_connect", None)
-            if "zookeeper_connect" not in kwargs and zk is not None:
-                kwargs["zookeeper_connect"] = zk
             return BalancedConsumer(self, self._cluster, consumer_group, **kwargs)
         return ManagedBalancedConsumer(self, self._cluster, consumer_group, **kwargs)
 
