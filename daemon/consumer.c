@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "errors.h"
 #include "log.h"
+#include "zkmember.h"
 
 #define OFFSET_UNKNOWN INT64_MIN
 #define INTAKE_BATCH 512
@@ -81,6 +82,8 @@ struct kd_consumer {
 	uv_idle_t idle;
 	uv_timer_t linger;
 	uv_timer_t autocommit;
+	uv_async_t zk_async; /* zookeeper mode: the member's wake-up */
+	kd_zkmember *zk;     /* zookeeper mode; destroyed by close_work */
 	int open_handles;
 	bool work_done;
 	uv_work_t close_work;
@@ -130,6 +133,7 @@ void consumer_spec_free(kd_consumer_spec *spec)
 	free(spec->partitions);
 	free(spec->offsets);
 	free(spec->assignor);
+	free(spec->zk_connect);
 	memset(spec, 0, sizeof(*spec));
 }
 
@@ -465,6 +469,83 @@ static void rebalance_leases(kd_consumer *c)
 	notify_ready(c);
 }
 
+/* Whether p's holder received messages beyond the last commit. */
+static bool part_dirty(const kd_cpart *p)
+{
+	return p->next_hand != OFFSET_UNKNOWN && p->next_hand > p->commit_pos;
+}
+
+/* zookeeper mode: messages go out only while the member's ownership lease
+ * holds (ZooKeeper confirmed the session recently). */
+static bool may_hand_out(const kd_consumer *c) { return !c->zk || zkmember_lease_valid(c->zk); }
+
+/* zookeeper mode: makes the assignment exactly `parts` (of topics[0]).
+ * Returns the handed-out offsets of released partitions to commit, or NULL. */
+static rd_kafka_topic_partition_list_t *zk_apply(kd_consumer *c, const int32_t *parts, uint32_t n, bool commit)
+{
+	rd_kafka_topic_partition_list_t *gone = rd_kafka_topic_partition_list_new(4);
+	rd_kafka_topic_partition_list_t *add = rd_kafka_topic_partition_list_new((int)n + 1);
+	rd_kafka_topic_partition_list_t *commits = NULL;
+	const char *topic = c->spec.topics[0];
+	for (kd_cpart *p = c->parts, *next; p; p = next) {
+		next = p->next;
+		bool keep = false;
+		for (uint32_t i = 0; i < n && !keep; i++)
+			keep = parts[i] == p->partition;
+		if (keep)
+			continue;
+		if (commit && c->spec.auto_commit_interval_ms && part_dirty(p)) {
+			if (!commits)
+				commits = rd_kafka_topic_partition_list_new(4);
+			rd_kafka_topic_partition_list_add(commits, topic, p->partition)->offset = p->next_hand;
+		}
+		rd_kafka_topic_partition_list_add(gone, topic, p->partition);
+		remove_part(c, p);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (find_part(c, 0, parts[i]))
+			continue;
+		int64_t off = c->spec.reset_offset_on_start && !c->assigned_once ? c->spec.auto_offset_reset
+										 : RD_KAFKA_OFFSET_STORED;
+		rd_kafka_topic_partition_list_add(add, topic, parts[i])->offset = off;
+		add_part(c, 0, parts[i]);
+	}
+	rd_kafka_error_t *e = NULL;
+	if (gone->cnt && (e = rd_kafka_incremental_unassign(c->rk, gone))) {
+		log_warn("consumer %s: unassign: %s", c->key, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	if (add->cnt && (e = rd_kafka_incremental_assign(c->rk, add))) {
+		log_warn("consumer %s: assign: %s", c->key, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	if (add->cnt)
+		c->assigned_once = true;
+	if (gone->cnt || add->cnt)
+		log_info("consumer %s: ZooKeeper ownership: +%d -%d, %u partitions", c->key, add->cnt, gone->cnt, n);
+	rd_kafka_topic_partition_list_destroy(gone);
+	rd_kafka_topic_partition_list_destroy(add);
+	rebalance_leases(c);
+	return commits;
+}
+
+static void on_zk_async(uv_async_t *h)
+{
+	kd_consumer *c = h->data;
+	if (c->closing || !c->zk)
+		return;
+	int32_t *parts = NULL;
+	uint32_t n = 0;
+	uint64_t seq = 0;
+	bool commit = false;
+	if (zkmember_take(c->zk, &parts, &n, &seq, &commit)) {
+		rd_kafka_topic_partition_list_t *commits = zk_apply(c, parts, n, commit);
+		free(parts);
+		zkmember_ack(c->zk, seq, commits);
+	}
+	notify_ready(c); /* also: the lease may have come back */
+}
+
 /* --- librdkafka callbacks (loop thread, or the closing worker) ------------ */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -642,6 +723,10 @@ static void on_consumer_handle_closed(uv_handle_t *h)
 static void close_work(uv_work_t *w)
 {
 	kd_consumer *c = w->data;
+	if (c->zk) { /* commits what was handed out, then ends the ZooKeeper session */
+		zkmember_destroy(c->zk);
+		c->zk = NULL;
+	}
 	rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
 	if (err)
 		log_warn("consumer %s: close: %s", c->key, rd_kafka_err2str(err));
@@ -670,6 +755,21 @@ static void close_consumer(kd_consumer *c)
 			*pp = c->next;
 			break;
 		}
+	if (c->spec.mode == KD_MODE_ZOOKEEPER) {
+		rd_kafka_topic_partition_list_t *final = NULL;
+		for (kd_cpart *p = c->parts; p && c->spec.auto_commit_interval_ms; p = p->next)
+			if (part_dirty(p)) {
+				if (!final)
+					final = rd_kafka_topic_partition_list_new(4);
+				rd_kafka_topic_partition_list_add(final, c->spec.topics[p->tidx], p->partition)->offset =
+				    p->next_hand;
+			}
+		if (c->zk)
+			zkmember_detach(c->zk, final);
+		else if (final)
+			rd_kafka_topic_partition_list_destroy(final);
+		uv_close((uv_handle_t *)&c->zk_async, on_consumer_handle_closed);
+	}
 	while (c->parts)
 		remove_part(c, c->parts);
 	uv_close((uv_handle_t *)&c->poll, on_consumer_handle_closed);
@@ -740,6 +840,9 @@ static char *make_key(kd_consumers *cs, const kd_consumer_spec *s)
 	if (s->partitions)
 		for (uint32_t i = 0; i < s->n_partitions && n < sizeof(buf); i++)
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%d", i ? "," : "/", s->partitions[i]);
+	if (s->mode == KD_MODE_ZOOKEEPER && s->zk_connect && n < sizeof(buf))
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "@%s%s", s->zk_connect,
+				      s->zk_py3_owners_path ? "" : "#py2");
 	/* a simple consumer without a group has no shared identity */
 	if (s->mode == KD_MODE_SIMPLE && !s->group && n < sizeof(buf))
 		snprintf(buf + n, sizeof(buf) - n, "#%llu", (unsigned long long)++cs->next_private);
@@ -837,7 +940,29 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 	uv_idle_start(&c->idle, on_consumer_idle);
 
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->spec.n_topics);
-	if (c->spec.mode == KD_MODE_GROUP) {
+	if (c->spec.mode == KD_MODE_ZOOKEEPER) {
+		/* the member assigns partitions as ZooKeeper grants them */
+		uv_async_init(cs->loop, &c->zk_async, on_zk_async);
+		c->zk_async.data = c;
+		c->open_handles++;
+		kd_zk_params zp = {
+		    .connect = c->spec.zk_connect,
+		    .group = c->spec.group,
+		    .topic = c->spec.topics[0],
+		    .assignor = c->spec.assignor && strcmp(c->spec.assignor, "roundrobin") == 0 ? KD_ZK_ROUNDROBIN
+												  : KD_ZK_RANGE,
+		    .session_timeout_ms = c->spec.zk_session_timeout_ms,
+		    .rebalance_backoff_ms = c->spec.rebalance_backoff_ms,
+		    .py3_owners_path = c->spec.zk_py3_owners_path,
+		};
+		c->zk = zkmember_start(&zp, c->rk, &c->zk_async, err, errlen);
+		if (!c->zk) {
+			rd_kafka_topic_partition_list_destroy(l);
+			c->next = NULL;
+			close_consumer(c);
+			return NULL;
+		}
+	} else if (c->spec.mode == KD_MODE_GROUP) {
 		for (uint32_t i = 0; i < c->spec.n_topics; i++)
 			rd_kafka_topic_partition_list_add(l, c->spec.topics[i], RD_KAFKA_PARTITION_UA);
 		rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
@@ -1011,11 +1136,14 @@ rd_kafka_t *attach_rk(kd_attach *a) { return a->c->rk; }
 bool attach_has_group(const kd_attach *a) { return a->c->spec.group != NULL; }
 const char *attach_group(const kd_attach *a) { return a->c->spec.group; }
 const char *attach_bootstrap(const kd_attach *a) { return a->c->bootstrap; }
+const char *attach_member_id(const kd_attach *a) { return a->c->zk ? zkmember_id(a->c->zk) : NULL; }
 
 bool attach_has_output(const kd_attach *a)
 {
 	if (a->n_events)
 		return true;
+	if (!may_hand_out(a->c))
+		return false;
 	for (kd_cpart *p = a->c->parts; p; p = p->next)
 		if (p->holder == a && p->len)
 			return true;
@@ -1078,7 +1206,9 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 	kd_cpart **mine = nparts ? malloc(nparts * sizeof(*mine)) : NULL;
 	uint32_t *take = nparts ? calloc(nparts, sizeof(*take)) : NULL;
 	uint32_t k = 0, total = 0;
-	if (mine && take) {
+	if (!may_hand_out(c)) {
+		nparts = 0; /* ownership unconfirmed: events only */
+	} else if (mine && take) {
 		for (kd_cpart *p = c->parts; p; p = p->next)
 			if (p->holder == a)
 				mine[k++] = p;

@@ -8,6 +8,8 @@
  * per-partition buffers (a full buffer pauses its partition) → consume. All
  * of it runs on the loop thread; librdkafka callbacks (rebalance, commit)
  * are served from rd_kafka_consume_batch_queue on the loop thread too.
+ * In zookeeper mode a kd_zkmember decides the assignment on its own thread
+ * and hands it over through a uv_async_t (zkmember.h).
  * Closing a consumer (which blocks while it leaves its group) runs on the
  * thread pool. */
 #ifndef KAFKAD_CONSUMER_H
@@ -40,6 +42,12 @@ typedef struct kd_consumer_spec {
 	char *assignor;      /* group mode */
 	uint32_t auto_commit_interval_ms;
 	bool declared;       /* from the config: never lingers out */
+	/* zookeeper mode (PyKafka's BalancedConsumer, see zkmember.h) */
+	char *zk_connect;
+	uint32_t zk_session_timeout_ms;
+	uint32_t zk_connection_timeout_ms;
+	uint32_t rebalance_backoff_ms;
+	bool zk_py3_owners_path; /* see kd_zk_params */
 } kd_consumer_spec;
 
 void consumer_spec_free(kd_consumer_spec *spec);
@@ -104,5 +112,7 @@ rd_kafka_t *attach_rk(kd_attach *a);
 bool attach_has_group(const kd_attach *a);
 const char *attach_group(const kd_attach *a);
 const char *attach_bootstrap(const kd_attach *a);
+/* zookeeper mode: the id registered in ZooKeeper; NULL in other modes. */
+const char *attach_member_id(const kd_attach *a);
 
 #endif

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "ops.h"
 #include "session.h"
+#include "zkmember.h"
 
 #define DEFAULT_CONSUME_MAX 1000
 #define DEFAULT_CONSUME_BYTES (1u << 20)
@@ -243,7 +244,8 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 typedef struct open_job {
 	kd_consumer_spec spec;
 	rd_kafka_resp_err_t err;
-	char errmsg[256];
+	int daemon_err; /* a daemon error code (zookeeper probe) */
+	char errmsg[512];
 } open_job;
 
 static void open_run(bg_job *job)
@@ -274,6 +276,9 @@ static void open_run(bg_job *job)
 				 oj->spec.partitions[i]);
 		}
 	rd_kafka_metadata_destroy(md);
+	if (!oj->err && oj->spec.mode == KD_MODE_ZOOKEEPER)
+		oj->daemon_err = zk_probe(oj->spec.zk_connect, oj->spec.zk_connection_timeout_ms, oj->errmsg,
+					  sizeof(oj->errmsg));
 }
 
 static void open_done(bg_job *job, kd_session *s)
@@ -284,6 +289,10 @@ static void open_done(bg_job *job, kd_session *s)
 		return;
 	if (oj->err) {
 		session_reply_kafka_error(s, &req, oj->err, oj->errmsg);
+		return;
+	}
+	if (oj->daemon_err) {
+		session_reply_error(s, &req, oj->daemon_err, "%s", oj->errmsg);
 		return;
 	}
 	if (s->d->shutting_down) {
@@ -305,10 +314,13 @@ static void open_done(bg_job *job, kd_session *s)
 	kd_writer w;
 	writer_init(&w);
 	writer_begin_ok(&w, req.id, true);
-	msgpack_pack_map(&w.pk, 3);
+	const char *member = attach_member_id(a);
+	msgpack_pack_map(&w.pk, member ? 4 : 3);
 	pack_kv_uint(&w.pk, "handle", attach_handle(a));
 	pack_kv_str(&w.pk, "consumer", attach_consumer_key(a));
 	pack_kv_uint(&w.pk, "attached", attach_count(a));
+	if (member)
+		pack_kv_str(&w.pk, "member_id", member);
 	session_send_writer(s, &w);
 }
 
@@ -346,9 +358,10 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 			spec->mode = KD_MODE_SIMPLE;
 		else if (codec_str_eq(str, len, "group"))
 			spec->mode = KD_MODE_GROUP;
+		else if (codec_str_eq(str, len, "zookeeper") && !zk_available())
+			FAIL(KD_ERR_NOT_SUPPORTED, "mode \"zookeeper\": this kafkad was built without libzookeeper_mt");
 		else if (codec_str_eq(str, len, "zookeeper"))
-			FAIL(KD_ERR_NOT_SUPPORTED, "mode \"zookeeper\" (PyKafka's ZooKeeper balanced consumer) is not "
-						   "supported yet; use \"group\" (Kafka-coordinated)");
+			spec->mode = KD_MODE_ZOOKEEPER;
 		else
 			FAIL(KD_ERR_INVALID_ARGUMENT, "mode: must be \"simple\", \"group\" or \"zookeeper\"");
 	}
@@ -357,8 +370,9 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 		FAIL(KD_ERR_INVALID_ARGUMENT, "group: expected a string of 1..255 bytes");
 	if (r > 0)
 		spec->group = codec_strdup(str, len);
-	if (spec->mode == KD_MODE_GROUP && !spec->group)
-		FAIL(KD_ERR_INVALID_ARGUMENT, "group: required in group mode");
+	if (spec->mode != KD_MODE_SIMPLE && !spec->group)
+		FAIL(KD_ERR_INVALID_ARGUMENT, "group: required in %s mode",
+		     spec->mode == KD_MODE_GROUP ? "group" : "zookeeper");
 	const msgpack_object_array *topics = NULL;
 	r = codec_get_array(args, "topics", &topics);
 	if (r < 0)
@@ -388,8 +402,9 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 		if (!cluster_topic(spec->cluster, spec->topics[i], (uint32_t)strlen(spec->topics[i])))
 			FAIL(KD_ERR_INVALID_ARGUMENT, "topic '%.64s' is not a valid topic name", spec->topics[i]);
 	spec->partition_counts = calloc(spec->n_topics, sizeof(int32_t));
-	if (spec->mode == KD_MODE_SIMPLE && spec->n_topics != 1)
-		FAIL(KD_ERR_INVALID_ARGUMENT, "topics: a simple consumer reads exactly one topic");
+	if (spec->mode != KD_MODE_GROUP && spec->n_topics != 1)
+		FAIL(KD_ERR_INVALID_ARGUMENT, "topics: a %s consumer reads exactly one topic",
+		     spec->mode == KD_MODE_SIMPLE ? "simple" : "zookeeper");
 	const msgpack_object_array *parts = NULL;
 	r = codec_get_array(args, "partitions", &parts);
 	if (r < 0 || (r > 0 && spec->mode != KD_MODE_SIMPLE))
@@ -442,10 +457,50 @@ static bool parse_open(kd_session *s, const kd_request *req, kd_consumer_spec *s
 	if (r < 0)
 		FAIL(KD_ERR_INVALID_ARGUMENT, "assignor: expected a string");
 	if (r > 0) {
+		if (spec->mode == KD_MODE_ZOOKEEPER && !codec_str_eq(str, len, "range") &&
+		    !codec_str_eq(str, len, "roundrobin"))
+			FAIL(KD_ERR_INVALID_ARGUMENT, "assignor: must be range or roundrobin in zookeeper mode");
 		if (!codec_str_eq(str, len, "range") && !codec_str_eq(str, len, "roundrobin") &&
 		    !codec_str_eq(str, len, "cooperative-sticky"))
 			FAIL(KD_ERR_INVALID_ARGUMENT, "assignor: must be range, roundrobin or cooperative-sticky");
 		spec->assignor = codec_strdup(str, len);
+	}
+	r = codec_get_str(args, "zookeeper_connect", &str, &len);
+	if (r < 0 || (r > 0 && (len == 0 || len > 1000)))
+		FAIL(KD_ERR_INVALID_ARGUMENT, "zookeeper_connect: expected \"host:port[,host:port...][/chroot]\"");
+	if (r > 0 && spec->mode != KD_MODE_ZOOKEEPER)
+		FAIL(KD_ERR_INVALID_ARGUMENT, "zookeeper_connect: zookeeper mode only");
+	if (r == 0 && spec->mode == KD_MODE_ZOOKEEPER)
+		FAIL(KD_ERR_INVALID_ARGUMENT, "zookeeper_connect: required in zookeeper mode");
+	if (r > 0)
+		spec->zk_connect = codec_strdup(str, len);
+	spec->zk_py3_owners_path = true;
+	r = codec_get_str(args, "zookeeper_owners_layout", &str, &len);
+	if (r < 0 || (r > 0 && !codec_str_eq(str, len, "pykafka-py3") && !codec_str_eq(str, len, "topic")))
+		FAIL(KD_ERR_INVALID_ARGUMENT, "zookeeper_owners_layout: expected \"pykafka-py3\" or \"topic\"");
+	if (r > 0 && spec->mode != KD_MODE_ZOOKEEPER)
+		FAIL(KD_ERR_INVALID_ARGUMENT, "zookeeper_owners_layout: zookeeper mode only");
+	if (r > 0)
+		spec->zk_py3_owners_path = codec_str_eq(str, len, "pykafka-py3");
+	static const struct {
+		const char *name;
+		int64_t def, min, max;
+	} zk_ints[] = {
+	    {"zookeeper_session_timeout_ms", 10000, 1000, 600000},
+	    {"zookeeper_connection_timeout_ms", 6000, 100, 600000},
+	    {"rebalance_backoff_ms", 2000, 0, 600000},
+	};
+	uint32_t *zk_dst[] = {&spec->zk_session_timeout_ms, &spec->zk_connection_timeout_ms,
+			      &spec->rebalance_backoff_ms};
+	for (size_t i = 0; i < sizeof(zk_ints) / sizeof(zk_ints[0]); i++) {
+		int64_t v = zk_ints[i].def;
+		r = codec_get_int(args, zk_ints[i].name, &v);
+		if (r < 0 || v < zk_ints[i].min || v > zk_ints[i].max)
+			FAIL(KD_ERR_INVALID_ARGUMENT, "%s: expected an integer in [%lld, %lld]", zk_ints[i].name,
+			     (long long)zk_ints[i].min, (long long)zk_ints[i].max);
+		if (r > 0 && spec->mode != KD_MODE_ZOOKEEPER)
+			FAIL(KD_ERR_INVALID_ARGUMENT, "%s: zookeeper mode only", zk_ints[i].name);
+		*zk_dst[i] = (uint32_t)v;
 	}
 	int64_t ac = 0;
 	r = codec_get_int(args, "auto_commit_interval_ms", &ac);

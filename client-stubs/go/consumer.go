@@ -16,8 +16,8 @@ const (
 	ModeSimple ConsumerMode = "simple"
 	// ModeGroup: a Kafka-coordinated consumer group member.
 	ModeGroup ConsumerMode = "group"
-	// ModeZookeeper: PyKafka's ZooKeeper-balanced consumer (the daemon
-	// answers NOT_SUPPORTED until it lands).
+	// ModeZookeeper: a member of a PyKafka ZooKeeper-balanced group (SPEC
+	// 4.9.1); needs Group, one topic and ZookeeperConnect.
 	ModeZookeeper ConsumerMode = "zookeeper"
 )
 
@@ -76,6 +76,13 @@ type ConsumerConfig struct {
 	// AutoCommitInterval > 0 lets the daemon commit what this connection
 	// received on that interval (needs a Group).
 	AutoCommitInterval time.Duration
+	// ZookeeperConnect (zookeeper mode): "host:port[,host:port][/chroot]".
+	ZookeeperConnect string
+	// ZookeeperSessionTimeout, ZookeeperConnectionTimeout, RebalanceBackoff
+	// (zookeeper mode): zero leaves the daemon's 10 s, 6 s and 2 s.
+	ZookeeperSessionTimeout    time.Duration
+	ZookeeperConnectionTimeout time.Duration
+	RebalanceBackoff           time.Duration
 }
 
 // ConsumerMessage is one consumed record. Key, Value and header values
@@ -122,6 +129,7 @@ type Consumer struct {
 	handle   uint64
 	key      string
 	attached int
+	memberID string
 
 	mu       sync.Mutex // serialises Consume
 	inflight *consumeCall
@@ -174,6 +182,21 @@ func (c *Client) OpenConsumer(ctx context.Context, cfg ConsumerConfig) (*Consume
 	if cfg.AutoCommitInterval > 0 {
 		args = append(args, mapEntry{"auto_commit_interval_ms", max(1, cfg.AutoCommitInterval.Milliseconds())})
 	}
+	if cfg.ZookeeperConnect != "" {
+		args = append(args, mapEntry{"zookeeper_connect", cfg.ZookeeperConnect})
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"zookeeper_session_timeout_ms", cfg.ZookeeperSessionTimeout},
+		{"zookeeper_connection_timeout_ms", cfg.ZookeeperConnectionTimeout},
+		{"rebalance_backoff_ms", cfg.RebalanceBackoff},
+	} {
+		if d.v > 0 {
+			args = append(args, mapEntry{d.name, max(1, d.v.Milliseconds())})
+		}
+	}
 	res, err := c.call(ctx, "consumer_open", args)
 	if err != nil {
 		return nil, err
@@ -187,8 +210,13 @@ func (c *Client) OpenConsumer(ctx context.Context, cfg ConsumerConfig) (*Consume
 		return nil, protocolErr("consumer_open result without handle")
 	}
 	n, _ := asInt(mapGet(v, "attached"))
-	return &Consumer{c: c, handle: uint64(h), key: asStr(mapGet(v, "consumer")), attached: int(n)}, nil
+	return &Consumer{c: c, handle: uint64(h), key: asStr(mapGet(v, "consumer")), attached: int(n),
+		memberID: asStr(mapGet(v, "member_id"))}, nil
 }
+
+// MemberID is the id the daemon registered in ZooKeeper (zookeeper mode;
+// empty otherwise).
+func (co *Consumer) MemberID() string { return co.memberID }
 
 // Handle is the daemon's handle of this attachment.
 func (co *Consumer) Handle() uint64 { return co.handle }

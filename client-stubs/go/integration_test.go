@@ -394,8 +394,12 @@ func TestErrorMapping(t *testing.T) {
 	if _, err := c.OpenConsumer(ctx, ConsumerConfig{Topics: []string{uniq("go-missing")}}); !errors.Is(err, ErrKafkaUnknownTopic) {
 		t.Errorf("consumer on a missing topic: %v", err)
 	}
-	if _, err := c.OpenConsumer(ctx, ConsumerConfig{Mode: ModeZookeeper, Topics: []string{topic}, Group: "g"}); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("zookeeper mode: %v", err)
+	if _, err := c.OpenConsumer(ctx, ConsumerConfig{Mode: ModeZookeeper, Topics: []string{topic}, Group: "g"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("zookeeper mode without zookeeper_connect: %v", err)
+	}
+	if _, err := c.OpenConsumer(ctx, ConsumerConfig{Mode: ModeZookeeper, Topics: []string{topic}, Group: "g",
+		ZookeeperConnect: "127.0.0.1:1", ZookeeperConnectionTimeout: 300 * time.Millisecond}); !errors.Is(err, ErrTimedOut) {
+		t.Errorf("zookeeper mode with no ZooKeeper listening: %v", err)
 	}
 	if _, err := c.OpenConsumer(ctx, ConsumerConfig{Mode: ModeGroup, Topics: []string{topic}}); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("group mode without a group: %v", err)

@@ -1188,8 +1188,10 @@ ERROR_CASES: List[ErrorCase] = [
     ErrorCase("INVALID_STATE-commit-without-group", "INVALID_STATE", _no_group("commit")),
     ErrorCase("INVALID_STATE-committed-without-group", "INVALID_STATE", _no_group("committed")),
     ErrorCase("SHUTTING_DOWN", "SHUTTING_DOWN", _shutting_down),
-    ErrorCase("NOT_SUPPORTED-zookeeper", "NOT_SUPPORTED",
-              _simple("consumer_open", lambda env: {"mode": "zookeeper", "topic": env.topic, "group": "g"}),
+    ErrorCase("TIMED_OUT-zookeeper-unreachable", "TIMED_OUT",
+              _simple("consumer_open", lambda env: {"mode": "zookeeper", "topic": env.topic, "group": "g",
+                                                    "zookeeper_connect": env.unreachable_bootstrap(),
+                                                    "zookeeper_connection_timeout_ms": 300}),
               message_has="zookeeper"),
     ErrorCase("INTERNAL-max_connections", "INTERNAL", _max_connections),
     ErrorCase("TOO_LARGE", "TOO_LARGE", _too_large),
@@ -1211,10 +1213,9 @@ ERROR_CASES: List[ErrorCase] = [
 # Daemon codes of ops.json that this implementation never sends, with why.
 # A code here must not also have a trigger above.
 NOT_EMITTED: Dict[str, str] = {
-    "TIMED_OUT": "not emitted by this daemon: operations that time out report librdkafka's error instead, "
-                 "as a Kafka error (e.g. metadata from an unreachable broker: _TRANSPORT / _TIMED_OUT = "
-                 "kafka_error_base - 185, see KAFKA-metadata-unreachable-broker); daemon/ has no code path "
-                 "that sends KD_ERR_TIMED_OUT",
+    "NOT_SUPPORTED": "not emitted by this daemon as `make test` builds it: the only NOT_SUPPORTED is the "
+                     "answer of a kafkad built without libzookeeper_mt to consumer_open mode \"zookeeper\" "
+                     "(daemon/ops_consume.c), and scripts/deps.sh installs libzookeeper-mt-dev",
 }
 
 KAFKA_NAMES = {"UNKNOWN_TOPIC_OR_PART": 3, "_UNKNOWN_PARTITION": -190, "_TRANSPORT": -195, "_TIMED_OUT": -185,

@@ -697,8 +697,11 @@ def test_bad_input_gives_clear_errors_and_connection_stays_usable(kafka_cluster,
         bad(E.InvalidArgument, "consumer_open", {"topic": topic, "offsets": [[0, -7]]})
         bad(E.InvalidArgument, "consumer_open", {"topic": topic, "mode": "group"})
         bad(E.InvalidArgument, "consumer_open", {"topic": topic, "auto_offset_reset": "sideways"})
-        e = bad(E.NotSupported, "consumer_open", {"topic": topic, "mode": "zookeeper", "group": "g"})
-        assert "zookeeper" in e.message
+        e = bad(E.InvalidArgument, "consumer_open", {"topic": topic, "mode": "zookeeper", "group": "g"})
+        assert "zookeeper_connect" in e.message
+        e = bad(E.InvalidArgument, "consumer_open", {"topic": topic, "mode": "group", "group": "g",
+                                                     "zookeeper_connect": "127.0.0.1:1"})
+        assert "zookeeper_connect" in e.message
         with pytest.raises(E.KafkaError):
             c.consumer(topic, partitions=[7])
         e = bad(E.NotAssigned, "seek", {"handle": h, "offsets": [[topic, 9, 0]]})
