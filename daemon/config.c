@@ -50,6 +50,7 @@ static void free_consumers(kd_consumer_conf *k)
 		free(k->group);
 		free(k->assignor);
 		free(k->auto_offset_reset);
+		free(k->zookeeper_connect);
 		free(k);
 		k = n;
 	}
@@ -300,8 +301,24 @@ static int consumer_key(struct parse_state *ps, const char *name, const char *ke
 		free(k->cluster);
 		k->cluster = strdup(value);
 	} else if (strcmp(key, "mode") == 0) {
-		if (strcmp(value, "group") != 0)
-			return fail(ps, key, "declared consumers are Kafka-coordinated: mode must be 'group'");
+		if (strcmp(value, "group") != 0 && strcmp(value, "zookeeper") != 0)
+			return fail(ps, key, "declared consumers are group members: mode must be 'group' or 'zookeeper'");
+		k->zookeeper = strcmp(value, "zookeeper") == 0;
+	} else if (strcmp(key, "zookeeper_connect") == 0) {
+		if (!value[0] || strlen(value) > 1000)
+			return fail(ps, key, "expected host:port[,host:port...][/chroot]");
+		free(k->zookeeper_connect);
+		k->zookeeper_connect = strdup(value);
+	} else if (strcmp(key, "zookeeper_owners_layout") == 0) {
+		if (strcmp(value, "pykafka-py3") && strcmp(value, "topic"))
+			return fail(ps, key, "must be pykafka-py3 or topic");
+		k->zk_topic_layout = strcmp(value, "topic") == 0;
+	} else if (strcmp(key, "zookeeper_session_timeout_ms") == 0 || strcmp(key, "rebalance_backoff_ms") == 0) {
+		uint64_t v;
+		bool session = key[0] == 'z';
+		if (!parse_uint(ps, key, value, session ? 1000 : 0, 600000, 10, &v))
+			return 0;
+		*(session ? &k->zookeeper_session_timeout_ms : &k->rebalance_backoff_ms) = (uint32_t)v;
 	} else if (strcmp(key, "group") == 0) {
 		if (!value[0])
 			return fail(ps, key, "must not be empty");
@@ -341,7 +358,8 @@ static int consumer_key(struct parse_state *ps, const char *name, const char *ke
 		k->auto_commit_interval_ms = (uint32_t)v;
 	} else {
 		return fail(ps, key, "unknown key in [consumer %s] (cluster, mode, group, topics, assignor, "
-				     "auto_offset_reset, auto_commit_interval_ms)", name);
+				     "auto_offset_reset, auto_commit_interval_ms, zookeeper_connect, "
+				     "zookeeper_owners_layout, zookeeper_session_timeout_ms, rebalance_backoff_ms)", name);
 	}
 	return 1;
 }
@@ -433,10 +451,24 @@ static int finish(struct parse_state *ps, int rc)
 		return -1;
 	}
 	for (kd_consumer_conf *k = cfg->consumers; k; k = k->next) {
-		const char *missing = !k->group ? "group" : !k->n_topics ? "topics" : NULL;
+		const char *missing = !k->group		       ? "group"
+				      : !k->n_topics		       ? "topics"
+				      : k->zookeeper && !k->zookeeper_connect ? "zookeeper_connect"
+								       : NULL;
 		if (missing) {
 			snprintf(ps->err, ps->errlen, "%s:%d: %s: missing in [consumer %s]", ps->name, k->line, missing,
 				 k->name);
+			return -1;
+		}
+		const char *bad = NULL;
+		if (k->zookeeper && k->n_topics != 1)
+			bad = "topics: a zookeeper-mode consumer reads exactly one topic";
+		else if (k->zookeeper && k->assignor && strcmp(k->assignor, "cooperative-sticky") == 0)
+			bad = "assignor: must be range or roundrobin in zookeeper mode";
+		else if (!k->zookeeper && k->zookeeper_connect)
+			bad = "zookeeper_connect: needs mode = zookeeper";
+		if (bad) {
+			snprintf(ps->err, ps->errlen, "%s:%d: %s (in [consumer %s])", ps->name, k->line, bad, k->name);
 			return -1;
 		}
 		if (k->cluster && !config_cluster(cfg, k->cluster, strlen(k->cluster))) {

@@ -11,6 +11,7 @@
 #define KAFKAD_CONFIG_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -48,6 +49,11 @@ typedef struct kd_consumer_conf {
 	char *assignor;  /* NULL: range */
 	char *auto_offset_reset; /* "earliest" or "latest" */
 	uint32_t auto_commit_interval_ms;
+	bool zookeeper;          /* mode = zookeeper (PyKafka's ZooKeeper-balanced group) */
+	char *zookeeper_connect; /* zookeeper mode */
+	bool zk_topic_layout;    /* zookeeper_owners_layout = topic */
+	uint32_t zookeeper_session_timeout_ms; /* 0: 10000 */
+	uint32_t rebalance_backoff_ms;         /* 0: 2000 */
 	struct kd_consumer_conf *next;
 } kd_consumer_conf;
 

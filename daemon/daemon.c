@@ -241,7 +241,14 @@ static int declare_consumers(kd_daemon *d)
 	for (const kd_consumer_conf *k = d->cfg->consumers; k; k = k->next) {
 		kd_consumer_spec spec = {0};
 		spec.cluster = producers_cluster(d->producers, k->cluster, k->cluster ? (uint32_t)strlen(k->cluster) : 0);
-		spec.mode = KD_MODE_GROUP;
+		spec.mode = k->zookeeper ? KD_MODE_ZOOKEEPER : KD_MODE_GROUP;
+		if (k->zookeeper) { /* defaults as in consumer_open (SPEC 4.9) */
+			spec.zk_connect = strdup(k->zookeeper_connect);
+			spec.zk_py3_owners_path = !k->zk_topic_layout;
+			spec.zk_session_timeout_ms = k->zookeeper_session_timeout_ms ? k->zookeeper_session_timeout_ms : 10000;
+			spec.zk_connection_timeout_ms = 6000;
+			spec.rebalance_backoff_ms = k->rebalance_backoff_ms ? k->rebalance_backoff_ms : 2000;
+		}
 		spec.group = strdup(k->group);
 		spec.topics = calloc(k->n_topics, sizeof(char *));
 		spec.partition_counts = calloc(k->n_topics, sizeof(int32_t));
@@ -257,7 +264,7 @@ static int declare_consumers(kd_daemon *d)
 			log_error("[consumer %s]: %s", k->name, err);
 			return -1;
 		}
-		log_info("[consumer %s]: joining group %s", k->name, k->group);
+		log_info("[consumer %s]: joining group %s%s", k->name, k->group, k->zookeeper ? " (ZooKeeper)" : "");
 	}
 	return 0;
 }

@@ -562,6 +562,55 @@ START_TEST(check_config_error)
 }
 END_TEST
 
+/* Declared consumers: Kafka-coordinated and ZooKeeper-balanced members. */
+START_TEST(declared_consumers)
+{
+	kd_config cfg;
+	config_defaults(&cfg);
+	char err[1024] = "";
+	const char *text = MINIMAL "[consumer audit]\ngroup = a\ntopics = t2, t1\n"
+				   "[consumer legacy]\nmode = zookeeper\nzookeeper_connect = 127.0.0.1:2181/kafka\n"
+				   "group = clicks\ntopics = clicks\nassignor = roundrobin\n"
+				   "zookeeper_owners_layout = topic\nzookeeper_session_timeout_ms = 4000\n"
+				   "rebalance_backoff_ms = 0\n";
+	ck_assert_msg(config_load_string(&cfg, "t.conf", text, err, sizeof(err)) == 0, "%s", err);
+	const kd_consumer_conf *k = cfg.consumers;
+	ck_assert_ptr_nonnull(k);
+	ck_assert_str_eq(k->name, "audit");
+	ck_assert(!k->zookeeper);
+	ck_assert_uint_eq(k->n_topics, 2);
+	ck_assert_str_eq(k->topics[0], "t1"); /* sorted */
+	k = k->next;
+	ck_assert_ptr_nonnull(k);
+	ck_assert(k->zookeeper);
+	ck_assert_str_eq(k->zookeeper_connect, "127.0.0.1:2181/kafka");
+	ck_assert(k->zk_topic_layout);
+	ck_assert_uint_eq(k->zookeeper_session_timeout_ms, 4000);
+	ck_assert_str_eq(k->assignor, "roundrobin");
+	ck_assert_ptr_null(k->next);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(err_declared_consumers)
+{
+	expect_error(MINIMAL "[consumer x]\nmode = simple\n", 4, "mode", "'group' or 'zookeeper'");
+	expect_error(MINIMAL "[consumer x]\nmode = zookeeper\ngroup = g\ntopics = t\n", 3, "zookeeper_connect",
+		     "missing");
+	expect_error(MINIMAL "[consumer x]\nmode = zookeeper\nzookeeper_connect = h:1\ngroup = g\ntopics = a,b\n", 3,
+		     "topics", "exactly one topic");
+	expect_error(MINIMAL "[consumer x]\nmode = zookeeper\nzookeeper_connect = h:1\ngroup = g\ntopics = a\n"
+			     "assignor = cooperative-sticky\n",
+		     3, "assignor", "range or roundrobin");
+	expect_error(MINIMAL "[consumer x]\nzookeeper_connect = h:1\ngroup = g\ntopics = a\n", 3, "zookeeper_connect",
+		     "mode = zookeeper");
+	expect_error(MINIMAL "[consumer x]\nmode = zookeeper\nzookeeper_owners_layout = flat\n", 5,
+		     "zookeeper_owners_layout", "pykafka-py3 or topic");
+	expect_error(MINIMAL "[consumer x]\nzookeeper_session_timeout_ms = 10\n", 4, "zookeeper_session_timeout_ms",
+		     NULL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -569,6 +618,7 @@ int main(void)
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, full_valid_file);
 	tcase_add_test(tc, valid_variants);
+	tcase_add_test(tc, declared_consumers);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");
@@ -586,6 +636,7 @@ int main(void)
 	tcase_add_test(tc, err_syntax);
 	tcase_add_test(tc, err_first_problem_wins);
 	tcase_add_test(tc, err_message_truncated_safely);
+	tcase_add_test(tc, err_declared_consumers);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("check-config");
