@@ -479,9 +479,10 @@ static bool part_dirty(const kd_cpart *p)
  * holds (ZooKeeper confirmed the session recently). */
 static bool may_hand_out(const kd_consumer *c) { return !c->zk || zkmember_lease_valid(c->zk); }
 
-/* zookeeper mode: makes the assignment exactly `parts` (of topics[0]).
- * Returns the handed-out offsets of released partitions to commit, or NULL. */
-static rd_kafka_topic_partition_list_t *zk_apply(kd_consumer *c, const int32_t *parts, uint32_t n, bool commit)
+/* zookeeper mode: makes the partition table exactly `parts` (of
+ * topics[0]); ch gets what librdkafka must be told (the member's balancer
+ * thread tells it, see zkmember.h). */
+static void zk_apply(kd_consumer *c, const int32_t *parts, uint32_t n, bool commit, kd_zk_changes *ch)
 {
 	rd_kafka_topic_partition_list_t *gone = rd_kafka_topic_partition_list_new(4);
 	rd_kafka_topic_partition_list_t *add = rd_kafka_topic_partition_list_new((int)n + 1);
@@ -510,23 +511,12 @@ static rd_kafka_topic_partition_list_t *zk_apply(kd_consumer *c, const int32_t *
 		rd_kafka_topic_partition_list_add(add, topic, parts[i])->offset = off;
 		add_part(c, 0, parts[i]);
 	}
-	rd_kafka_error_t *e = NULL;
-	if (gone->cnt && (e = rd_kafka_incremental_unassign(c->rk, gone))) {
-		log_warn("consumer %s: unassign: %s", c->key, rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
-	}
-	if (add->cnt && (e = rd_kafka_incremental_assign(c->rk, add))) {
-		log_warn("consumer %s: assign: %s", c->key, rd_kafka_error_string(e));
-		rd_kafka_error_destroy(e);
-	}
 	if (add->cnt)
 		c->assigned_once = true;
 	if (gone->cnt || add->cnt)
 		log_info("consumer %s: ZooKeeper ownership: +%d -%d, %u partitions", c->key, add->cnt, gone->cnt, n);
-	rd_kafka_topic_partition_list_destroy(gone);
-	rd_kafka_topic_partition_list_destroy(add);
+	*ch = (kd_zk_changes){.commit = commits, .unassign = gone, .assign = add};
 	rebalance_leases(c);
-	return commits;
 }
 
 static void on_zk_async(uv_async_t *h)
@@ -539,9 +529,10 @@ static void on_zk_async(uv_async_t *h)
 	uint64_t seq = 0;
 	bool commit = false;
 	if (zkmember_take(c->zk, &parts, &n, &seq, &commit)) {
-		rd_kafka_topic_partition_list_t *commits = zk_apply(c, parts, n, commit);
+		kd_zk_changes ch;
+		zk_apply(c, parts, n, commit, &ch);
 		free(parts);
-		zkmember_ack(c->zk, seq, commits);
+		zkmember_ack(c->zk, seq, &ch);
 	}
 	notify_ready(c); /* also: the lease may have come back */
 }

@@ -70,7 +70,7 @@ struct kd_zkmember {
 	uint32_t n_desired;
 	bool desired_commit;
 	uint64_t desired_seq, taken_seq, acked_seq;
-	rd_kafka_topic_partition_list_t *commits;       /* acked releases */
+	kd_zk_changes acked;                             /* to carry out */
 	rd_kafka_topic_partition_list_t *final_commits; /* from detach */
 
 	/* --- balancer thread only --- */
@@ -225,21 +225,6 @@ static void cond_wait_ms(kd_zkmember *m, int64_t ms)
 	pthread_cond_timedwait(&m->cv, &m->mu, &ts);
 }
 
-/* Waits until the loop applied seq; returns the offsets it asks us to
- * commit (may be NULL). *ok is false when stopping or timed out. */
-static rd_kafka_topic_partition_list_t *wait_ack(kd_zkmember *m, uint64_t seq, bool *ok)
-{
-	int64_t deadline = now_ms() + ACK_TIMEOUT_MS;
-	pthread_mutex_lock(&m->mu);
-	while (m->async && !m->stop && m->acked_seq < seq && now_ms() < deadline)
-		cond_wait_ms(m, 200);
-	*ok = !m->stop && (m->acked_seq >= seq || !m->async);
-	rd_kafka_topic_partition_list_t *c = m->commits;
-	m->commits = NULL;
-	pthread_mutex_unlock(&m->mu);
-	return c;
-}
-
 static void commit_sync(kd_zkmember *m, rd_kafka_topic_partition_list_t *l, const char *why)
 {
 	if (!l)
@@ -252,6 +237,40 @@ static void commit_sync(kd_zkmember *m, rd_kafka_topic_partition_list_t *l, cons
 			log_info("zookeeper member %s: committed %d partitions before %s", m->id, l->cnt, why);
 	}
 	rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void carry_out(kd_zkmember *m, rd_kafka_topic_partition_list_t *l,
+		      rd_kafka_error_t *(*fn)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *), const char *what)
+{
+	if (!l)
+		return;
+	rd_kafka_error_t *e = l->cnt ? fn(m->rk, l) : NULL;
+	if (e) {
+		log_warn("zookeeper member %s: %s: %s", m->id, what, rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Tells the loop the owned set, waits until it has applied it, then carries
+ * out the librdkafka side. false: stopping, or the loop did not answer. */
+static bool sync_with_loop(kd_zkmember *m, const int32_t *parts, uint32_t n, bool commit, const char *why)
+{
+	uint64_t seq = publish(m, parts, n, commit);
+	int64_t deadline = now_ms() + ACK_TIMEOUT_MS;
+	pthread_mutex_lock(&m->mu);
+	while (m->async && !m->stop && m->acked_seq < seq && now_ms() < deadline)
+		cond_wait_ms(m, 200);
+	bool ok = !m->stop && (m->acked_seq >= seq || !m->async);
+	kd_zk_changes ch = m->acked;
+	memset(&m->acked, 0, sizeof(m->acked));
+	pthread_mutex_unlock(&m->mu);
+	if (!ok)
+		log_warn("zookeeper member %s: the loop did not take the new assignment", m->id);
+	commit_sync(m, ch.commit, why);
+	carry_out(m, ch.unassign, rd_kafka_incremental_unassign, "unassign");
+	carry_out(m, ch.assign, rd_kafka_incremental_assign, "assign");
+	return ok;
 }
 
 /* --- ZooKeeper helpers (balancer thread) -------------------------------------- */
@@ -523,10 +542,7 @@ static enum rebalance_rc rebalance(kd_zkmember *m)
 	for (uint32_t i = 0; i < n_held && !releasing; i++)
 		releasing = !has_id(new_set, n_new, held[i].id);
 	if (releasing) {
-		bool ok;
-		uint64_t seq = publish(m, keep, n_keep, true);
-		commit_sync(m, wait_ack(m, seq, &ok), "releasing partitions");
-		if (!ok)
+		if (!sync_with_loop(m, keep, n_keep, true, "releasing partitions"))
 			goto out;
 		for (uint32_t i = 0; i < n_held; i++) {
 			if (has_id(new_set, n_new, held[i].id))
@@ -564,11 +580,11 @@ static enum rebalance_rc rebalance(kd_zkmember *m)
 			partial = true;
 		} else {
 			log_warn("zookeeper member %s: acquire %s[%d]: %s", m->id, m->topic, parts[i].id, zerror(rc));
-			publish(m, keep, n_keep, true);
+			sync_with_loop(m, keep, n_keep, true, "rebalancing");
 			goto out;
 		}
 	}
-	publish(m, keep, n_keep, true);
+	sync_with_loop(m, keep, n_keep, true, "rebalancing");
 	log_info("zookeeper member %s: %u participants, %u partitions, owning %u of %u assigned%s", m->id, np, nparts,
 		 n_keep, n_new, partial ? " (waiting for the previous owners)" : "");
 	result = partial ? RB_PARTIAL : RB_DONE;
@@ -605,7 +621,7 @@ static void renew(kd_zkmember *m)
 static void drop_all(kd_zkmember *m)
 {
 	atomic_store(&m->lease_until_ms, 0);
-	publish(m, NULL, 0, false);
+	sync_with_loop(m, NULL, 0, false, "");
 }
 
 static void close_session(kd_zkmember *m)
@@ -759,8 +775,10 @@ static void member_free(kd_zkmember *m)
 	free(m->topic);
 	free(m->desired);
 	free(m->owned);
-	if (m->commits)
-		rd_kafka_topic_partition_list_destroy(m->commits);
+	rd_kafka_topic_partition_list_t *lists[] = {m->acked.commit, m->acked.unassign, m->acked.assign};
+	for (size_t i = 0; i < 3; i++)
+		if (lists[i])
+			rd_kafka_topic_partition_list_destroy(lists[i]);
 	if (m->final_commits)
 		rd_kafka_topic_partition_list_destroy(m->final_commits);
 	pthread_cond_destroy(&m->cv);
@@ -840,26 +858,32 @@ bool zkmember_take(kd_zkmember *m, int32_t **parts, uint32_t *n, uint64_t *seq, 
 	return changed;
 }
 
-void zkmember_ack(kd_zkmember *m, uint64_t seq, rd_kafka_topic_partition_list_t *commits)
+/* Appends src to *dst (taking src over when *dst is empty); destroys src. */
+static void merge_list(rd_kafka_topic_partition_list_t **dst, rd_kafka_topic_partition_list_t *src)
+{
+	if (!src)
+		return;
+	if (!*dst) {
+		*dst = src;
+		return;
+	}
+	for (int i = 0; i < src->cnt; i++)
+		rd_kafka_topic_partition_list_add(*dst, src->elems[i].topic, src->elems[i].partition)->offset =
+		    src->elems[i].offset;
+	rd_kafka_topic_partition_list_destroy(src);
+}
+
+void zkmember_ack(kd_zkmember *m, uint64_t seq, kd_zk_changes *ch)
 {
 	pthread_mutex_lock(&m->mu);
-	if (commits) {
-		if (!m->commits) {
-			m->commits = commits;
-			commits = NULL;
-		} else {
-			for (int i = 0; i < commits->cnt; i++)
-				rd_kafka_topic_partition_list_add(m->commits, commits->elems[i].topic,
-								  commits->elems[i].partition)
-				    ->offset = commits->elems[i].offset;
-		}
-	}
+	merge_list(&m->acked.commit, ch->commit);
+	merge_list(&m->acked.unassign, ch->unassign);
+	merge_list(&m->acked.assign, ch->assign);
+	memset(ch, 0, sizeof(*ch));
 	if (seq > m->acked_seq)
 		m->acked_seq = seq;
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
-	if (commits)
-		rd_kafka_topic_partition_list_destroy(commits);
 }
 
 void zkmember_detach(kd_zkmember *m, rd_kafka_topic_partition_list_t *final_commits)
@@ -918,11 +942,9 @@ bool zkmember_take(kd_zkmember *m, int32_t **parts, uint32_t *n, uint64_t *seq, 
 	return false;
 }
 
-void zkmember_ack(kd_zkmember *m, uint64_t seq, rd_kafka_topic_partition_list_t *commits)
+void zkmember_ack(kd_zkmember *m, uint64_t seq, kd_zk_changes *ch)
 {
-	(void)m, (void)seq;
-	if (commits)
-		rd_kafka_topic_partition_list_destroy(commits);
+	(void)m, (void)seq, (void)ch;
 }
 
 void zkmember_detach(kd_zkmember *m, rd_kafka_topic_partition_list_t *final_commits)

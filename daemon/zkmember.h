@@ -9,10 +9,12 @@
  * - The loop thread never blocks on ZooKeeper. It learns about ownership
  *   through the mailbox: the balancer publishes the *desired* set of owned
  *   partitions and wakes the loop with the consumer's uv_async_t; the loop
- *   applies it (zkmember_take) and acknowledges (zkmember_ack), handing back
- *   the offsets to commit for partitions it let go. The balancer deletes an
- *   owner node only after that acknowledgement, so the loop has stopped
- *   handing out a partition before anyone else can own it.
+ *   applies it to its partition table (zkmember_take) and acknowledges
+ *   (zkmember_ack) with what librdkafka must be told; the balancer makes
+ *   those (blocking) commit/unassign/assign calls. It deletes an owner node
+ *   only after the acknowledgement, so the loop has stopped handing out a
+ *   partition before anyone else can own it, and the loop knows a partition
+ *   before librdkafka fetches it.
  * - Ownership is a lease: the balancer renews it by a successful round trip
  *   to ZooKeeper every quarter of the session timeout; a lapsed lease
  *   (disconnected, or the whole process was stopped) makes the loop hand out
@@ -74,8 +76,18 @@ bool zkmember_lease_valid(const kd_zkmember *m);
  * (false when the session expired: they may be someone else's by now). */
 bool zkmember_take(kd_zkmember *m, int32_t **parts, uint32_t *n, uint64_t *seq, bool *commit_released);
 
-/* Loop thread: seq applied; commits (may be NULL) moves to the member. */
-void zkmember_ack(kd_zkmember *m, uint64_t seq, rd_kafka_topic_partition_list_t *commits);
+/* What the loop did with a desired set, for the balancer to carry out on
+ * the consumer handle (so the loop never waits on librdkafka's group
+ * thread): commit released partitions' handed-out offsets, unassign them,
+ * assign the new ones (with their start offsets). Each list may be NULL. */
+typedef struct kd_zk_changes {
+	rd_kafka_topic_partition_list_t *commit;
+	rd_kafka_topic_partition_list_t *unassign;
+	rd_kafka_topic_partition_list_t *assign;
+} kd_zk_changes;
+
+/* Loop thread: seq applied; the lists in ch move to the member. */
+void zkmember_ack(kd_zkmember *m, uint64_t seq, kd_zk_changes *ch);
 
 /* Loop thread: the loop side is going away (the async handle is about to be
  * closed). final_commits (may be NULL) moves to the member and is committed
