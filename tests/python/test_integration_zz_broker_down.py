@@ -3,6 +3,7 @@ session's shared broker, and always restarts it)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -163,3 +164,63 @@ def test_daemons_started_while_the_broker_is_unreachable_still_report(daemon_fac
     assert not stuck, (
         f"{len(stuck)} of {n} daemons never produced an outcome (outcomes: {outcomes}); log of #{stuck[0]}:\n"
         + ds[stuck[0]].log()[-3000:])
+
+
+def test_group_consumer_survives_a_broker_outage(kafka_cluster, daemon_factory):
+    """A daemon-held group consumer while the broker is down: consume
+    answers (buffered messages, then empty batches) without blocking the
+    loop; when the broker is back the same handle goes on, and every message
+    is consumed: those from before, and those produced after the outage."""
+    d = daemon_factory(extra=FAST)
+    topic = kafka_cluster.new_topic("down-consume", partitions=3)
+    group = "down-consume-" + topic
+    c = Client(d.socket, timeout=60)
+    c_ping = Client(d.socket, timeout=60)
+    try:
+        for i in range(300):
+            c.produce(topic, b"before-%d" % i, partition=i % 3)
+        assert c.flush(30) == 0
+        cons = c.consumer(topics=[topic], mode="group", group=group, auto_offset_reset="earliest")
+        got = []
+
+        def first_half():
+            got.extend(m.value for m in cons.consume(max=100, timeout=0.5))
+            return len(got) >= 150
+
+        wait_until(first_half, 30, "the first 150 messages")
+        cons.commit()
+        kafka_cluster.broker_stop()
+        try:
+            # consume is served (what is buffered, then empty batches) and
+            # the daemon answers other connections meanwhile
+            t_end = time.monotonic() + 6
+            while time.monotonic() < t_end:
+                t0 = time.monotonic()
+                got.extend(m.value for m in cons.consume(max=100, timeout=0.3))
+                assert time.monotonic() - t0 < 5, "consume blocked while the broker is down"
+                assert c_ping.ping() >= 0
+        finally:
+            kafka_cluster.broker_start()
+
+        def produce_after():
+            try:
+                c.produce(topic, b"after", partition=0, ack="wait")
+                return True
+            except KafkadError as e:
+                assert e.retriable, repr(e)
+                return False
+
+        wait_until(produce_after, 60, "a produce after broker_start", interval=0.3)
+        want = {b"before-%d" % i for i in range(300)} | {b"after"}
+
+        def all_consumed():
+            got.extend(m.value for m in cons.consume(max=500, timeout=0.5))
+            return want <= set(got)
+
+        wait_until(all_consumed, 90, f"every message after the outage (missing {len(want - set(got))})")
+        cons.commit()
+        cons.close()
+    finally:
+        c.close()
+        c_ping.close()
+    assert d.alive()
