@@ -326,6 +326,16 @@ static int get_data(zhandle_t *zh, const char *path, char *buf, int *len)
 	return rc;
 }
 
+/* The data of dir/child as a C string; ZNONODE also when the path would
+ * not fit (such a child cannot be one of ours). */
+static int child_data(zhandle_t *zh, const char *dir, const char *child, char *buf, int cap)
+{
+	char path[ZK_PATH_MAX];
+	if (!fmt_ok(snprintf(path, sizeof(path), "%s/%s", dir, child), sizeof(path)))
+		return ZNONODE;
+	return get_data(zh, path, buf, &cap);
+}
+
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 static int cmp_part(const void *a, const void *b) { return strcmp(((const zk_part *)a)->key, ((const zk_part *)b)->key); }
 
@@ -348,11 +358,8 @@ static int get_participants(kd_zkmember *m, char ***out, uint32_t *n_out)
 	uint32_t n = 0;
 	bool me = false;
 	for (int i = 0; v && i < sv.count; i++) {
-		char path[ZK_PATH_MAX], data[ZK_DATA_MAX];
-		int len = sizeof(data);
-		if (!fmt_ok(snprintf(path, sizeof(path), "%s/%s", m->ids_path, sv.data[i]), sizeof(path)))
-			continue;
-		int grc = get_data(m->zh, path, data, &len);
+		char data[ZK_DATA_MAX];
+		int grc = child_data(m->zh, m->ids_path, sv.data[i], data, sizeof(data));
 		if (grc == ZNONODE)
 			continue;
 		if (grc != ZOK) {
@@ -463,11 +470,8 @@ static int get_held(kd_zkmember *m, held_node **out, uint32_t *n_out)
 	held_node *v = calloc((size_t)sv.count + 1, sizeof(*v));
 	uint32_t n = 0;
 	for (int i = 0; v && i < sv.count; i++) {
-		char path[ZK_PATH_MAX], data[ZK_DATA_MAX];
-		int len = sizeof(data);
-		if (!fmt_ok(snprintf(path, sizeof(path), "%s/%s", m->owners_path, sv.data[i]), sizeof(path)))
-			continue;
-		int grc = get_data(m->zh, path, data, &len);
+		char data[ZK_DATA_MAX];
+		int grc = child_data(m->zh, m->owners_path, sv.data[i], data, sizeof(data));
 		if (grc == ZNONODE)
 			continue;
 		if (grc != ZOK) {
