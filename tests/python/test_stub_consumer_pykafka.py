@@ -272,6 +272,8 @@ def test_zookeeper_connect_sources_and_options(fake):
     assert a["assignor"] == "roundrobin" and a["rebalance_backoff_ms"] == 500
     assert a["zookeeper_connection_timeout_ms"] == 1500 and a["zookeeper_session_timeout_ms"] == 4000
     assert zk_args(membership_protocol=real_mp.RangeProtocol)["assignor"] == "range"
+    assert "zookeeper_owners_layout" not in a  # the daemon's default (PyKafka on Python 3)
+    assert zk_args(zookeeper_owners_layout="topic")["zookeeper_owners_layout"] == "topic"
     assert zk_args(membership_protocol=RoundRobinProtocol)["assignor"] == "roundrobin"
     n = len(opens(fake))
     for bad in (GroupMembershipProtocol(b"consumer", b"custom", None, None),

@@ -487,6 +487,7 @@ class AsyncClient(Session):
         zookeeper_session_timeout_ms: Optional[int] = None,
         zookeeper_connection_timeout_ms: Optional[int] = None,
         rebalance_backoff_ms: Optional[int] = None,
+        zookeeper_owners_layout: Optional[str] = None,
     ) -> "AsyncConsumer":
         """As :meth:`kafkad.Client.consumer`; returns an
         :class:`~kafkad.consumer.AsyncConsumer`."""
@@ -499,6 +500,7 @@ class AsyncClient(Session):
             zookeeper_session_timeout_ms=zookeeper_session_timeout_ms,
             zookeeper_connection_timeout_ms=zookeeper_connection_timeout_ms,
             rebalance_backoff_ms=rebalance_backoff_ms,
+            zookeeper_owners_layout=zookeeper_owners_layout,
         )
         c = AsyncConsumer(
             self,

@@ -793,6 +793,7 @@ class Client(Session):
         zookeeper_session_timeout_ms: Optional[int] = None,
         zookeeper_connection_timeout_ms: Optional[int] = None,
         rebalance_backoff_ms: Optional[int] = None,
+        zookeeper_owners_layout: Optional[str] = None,
     ) -> "Consumer":
         """Attach to a daemon-held consumer (``consumer_open``): see
         :class:`kafkad.consumer.Consumer`.
@@ -806,6 +807,12 @@ class Client(Session):
         ``fetch_max``/``fetch_max_bytes``: size of each consume request.
         ``on_event``: called with each assigned/revoked/eof
         :class:`~kafkad.consumer.Event` instead of queueing it in ``events``.
+        ``mode="zookeeper"``: PyKafka's ZooKeeper-balanced group ``group`` on
+        one topic (``zookeeper_connect`` required; ``assignor`` ``range``/
+        ``roundrobin``; ``zookeeper_session_timeout_ms``,
+        ``zookeeper_connection_timeout_ms``, ``rebalance_backoff_ms``,
+        ``zookeeper_owners_layout`` as SPEC 4.9); the consumer's
+        ``member_id`` is the daemon's id in ZooKeeper.
         """
         from .consumer import Consumer, open_args
 
@@ -816,6 +823,7 @@ class Client(Session):
             zookeeper_session_timeout_ms=zookeeper_session_timeout_ms,
             zookeeper_connection_timeout_ms=zookeeper_connection_timeout_ms,
             rebalance_backoff_ms=rebalance_backoff_ms,
+            zookeeper_owners_layout=zookeeper_owners_layout,
         )
         return Consumer(
             self,

@@ -161,6 +161,7 @@ def open_args(
     zookeeper_session_timeout_ms: Optional[int] = None,
     zookeeper_connection_timeout_ms: Optional[int] = None,
     rebalance_backoff_ms: Optional[int] = None,
+    zookeeper_owners_layout: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The ``consumer_open`` args for :meth:`kafkad.Client.consumer`'s arguments
     (the ``zookeeper_*``/``rebalance_backoff_ms`` ones are sent when given;
@@ -200,6 +201,8 @@ def open_args(
         if isinstance(zookeeper_connect, (bytes, bytearray)):
             zookeeper_connect = zookeeper_connect.decode("utf-8")
         args["zookeeper_connect"] = str(zookeeper_connect)
+    if zookeeper_owners_layout is not None:
+        args["zookeeper_owners_layout"] = str(zookeeper_owners_layout)
     for name, v in (
         ("zookeeper_session_timeout_ms", zookeeper_session_timeout_ms),
         ("zookeeper_connection_timeout_ms", zookeeper_connection_timeout_ms),

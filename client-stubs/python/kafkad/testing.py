@@ -186,6 +186,8 @@ class _ConsumerOps:
                 raise _invalid("zookeeper_connect: required in zookeeper mode (\"host:port[,host:port][/chroot]\")")
             if args.get("assignor", "range") not in ("range", "roundrobin"):
                 raise _invalid("assignor: zookeeper mode takes \"range\" or \"roundrobin\"")
+            if args.get("zookeeper_owners_layout", "pykafka-py3") not in ("pykafka-py3", "topic"):
+                raise _invalid("zookeeper_owners_layout: expected \"pykafka-py3\" or \"topic\"")
             for k in ("zookeeper_session_timeout_ms", "zookeeper_connection_timeout_ms", "rebalance_backoff_ms"):
                 v = args.get(k)
                 if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):

@@ -865,7 +865,10 @@ class BalancedConsumer(_BalancedBase):
     (PyKafka's default).  A ``zookeeper=`` KazooClient only gives its hosts:
     the daemon opens its own session.  ``zookeeper_connection_timeout_ms``
     bounds the daemon's connecting (``TIMED_OUT`` -> ``RequestTimedOut``);
-    ``zookeeper_session_timeout_ms`` (kafkad's addition) its session.
+    ``zookeeper_session_timeout_ms`` (kafkad's addition) its session;
+    ``zookeeper_owners_layout`` (kafkad's addition): where owner nodes go,
+    ``"pykafka-py3"`` (the daemon's default: ``owners/b'<topic>'``, where
+    PyKafka on Python 3 has them) or ``"topic"`` (PyKafka on Python 2).
     ``rebalance_max_retries`` is accepted: the daemon retries taking owner
     nodes (every ``rebalance_backoff_ms``) until it gets them.
     ``consumer_id`` / ``member_id`` is the daemon's id in ZooKeeper.
@@ -905,6 +908,7 @@ class BalancedConsumer(_BalancedBase):
         deserializer: Optional[Callable[[Any, Any], Tuple[Any, Any]]] = None,
         reset_offset_on_fetch: bool = True,
         zookeeper_session_timeout_ms: Optional[int] = None,
+        zookeeper_owners_layout: Optional[str] = None,
     ) -> None:
         self._init_balanced(
             topic, cluster, consumer_group, fetch_message_max_bytes, num_consumer_fetchers, auto_commit_enable,
@@ -927,6 +931,7 @@ class BalancedConsumer(_BalancedBase):
                 st = getattr(zookeeper, "_session_timeout", None)
                 if isinstance(st, int) and not isinstance(st, bool) and st > 0:
                     self._zookeeper_session_timeout_ms = st
+        self._zookeeper_owners_layout = zookeeper_owners_layout
         if isinstance(connect, (bytes, bytearray)):
             connect = connect.decode("utf-8")
         self._zookeeper_connect: str = str(connect) if connect else "127.0.0.1:2181"
@@ -953,6 +958,8 @@ class BalancedConsumer(_BalancedBase):
         }
         if self._zookeeper_session_timeout_ms is not None:
             extra["zookeeper_session_timeout_ms"] = self._zookeeper_session_timeout_ms
+        if self._zookeeper_owners_layout is not None:
+            extra["zookeeper_owners_layout"] = self._zookeeper_owners_layout
         return extra
 
     def _open(self, **extra: Any) -> None:
