@@ -241,6 +241,11 @@ class PyKafkaMember:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.stderr.close()
+        try:
+            os.unlink(self.stderr.name)
+        except OSError:
+            pass
 
 
 class KafkadMember:
