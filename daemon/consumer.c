@@ -1111,6 +1111,41 @@ void consumers_detach(kd_consumers *cs, kd_attach *a, bool leave_now)
 	}
 }
 
+void consumers_pack_stats(const kd_consumers *cs, msgpack_packer *pk)
+{
+	static const char *modes[] = {"simple", "group", "zookeeper"};
+	uint32_t n = 0;
+	for (const kd_consumer *c = cs->list; c; c = c->next)
+		n++;
+	msgpack_pack_array(pk, n);
+	for (const kd_consumer *c = cs->list; c; c = c->next) {
+		uint32_t parts = 0, buffered = 0;
+		for (const kd_cpart *p = c->parts; p; p = p->next) {
+			parts++;
+			buffered += p->len;
+		}
+		msgpack_pack_map(pk, c->zk ? 8 : 6);
+		pack_kv_str(pk, "consumer", c->key);
+		pack_kv_str(pk, "mode", modes[c->spec.mode]);
+		pack_kv_uint(pk, "attached", c->n_attaches);
+		pack_kv_uint(pk, "partitions", parts);
+		pack_kv_uint(pk, "buffered", buffered);
+		pack_cstr(pk, "declared");
+		if (c->spec.declared)
+			msgpack_pack_true(pk);
+		else
+			msgpack_pack_false(pk);
+		if (c->zk) {
+			pack_kv_str(pk, "member_id", zkmember_id(c->zk));
+			pack_cstr(pk, "ownership_confirmed");
+			if (zkmember_lease_valid(c->zk))
+				msgpack_pack_true(pk);
+			else
+				msgpack_pack_false(pk);
+		}
+	}
+}
+
 kd_attach *consumers_find(kd_consumers *cs, uint64_t handle)
 {
 	kd_attach *a;

@@ -87,6 +87,8 @@ int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, uint64_t conn_id,
  * consumer_close), else after consumer_linger_ms; declared ones stay. */
 void consumers_detach(kd_consumers *cs, kd_attach *a, bool leave_now);
 kd_attach *consumers_find(kd_consumers *cs, uint64_t handle);
+/* Packs `stats`' consumers list (SPEC 4.7): one map per open consumer. */
+void consumers_pack_stats(const kd_consumers *cs, msgpack_packer *pk);
 
 uint64_t attach_handle(const kd_attach *a);
 uint64_t attach_conn(const kd_attach *a);

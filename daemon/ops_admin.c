@@ -98,7 +98,7 @@ void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_
 	kd_writer w;
 	writer_init(&w);
 	writer_begin_ok(&w, req->id, req->has_id);
-	msgpack_pack_map(&w.pk, 2);
+	msgpack_pack_map(&w.pk, 3);
 	pack_cstr(&w.pk, "daemon");
 	msgpack_pack_map(&w.pk, 14);
 	pack_kv_uint(&w.pk, "uptime_ms", uv_now(d->loop) - d->start_ms);
@@ -125,6 +125,8 @@ void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_
 		for (size_t i = 0; i < n; i++)
 			pack_cluster_stats(&w.pk, producers_cluster_at(d->producers, i));
 	}
+	pack_cstr(&w.pk, "consumers");
+	consumers_pack_stats(d->consumers, &w.pk);
 	session_send_writer(s, &w);
 }
 

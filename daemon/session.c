@@ -137,6 +137,7 @@ void session_close(kd_session *s)
 		return;
 	s->closing = true;
 	kd_daemon *d = s->d;
+	log_debug("connection #%llu: closed", (unsigned long long)s->id);
 	ops_consumer_detach_all(s);
 	HASH_DEL(d->sessions, s);
 	d->n_sessions--;
@@ -240,6 +241,7 @@ void session_send(kd_session *s, char *buf, size_t len)
 		if (n > 0)
 			off = (size_t)n;
 		else if (n != UV_EAGAIN) {
+			log_debug("connection #%llu: write: %s", (unsigned long long)s->id, uv_strerror(n));
 			free(buf);
 			session_close(s);
 			return;
@@ -258,6 +260,7 @@ void session_send(kd_session *s, char *buf, size_t len)
 	uv_buf_t b = uv_buf_init(buf + off, (unsigned)(len - off));
 	int r = uv_write(&wr->req, (uv_stream_t *)&s->pipe, &b, 1, on_write);
 	if (r != 0) {
+		log_debug("connection #%llu: write: %s", (unsigned long long)s->id, uv_strerror(r));
 		s->unsent -= wr->len;
 		free(buf);
 		free(wr);

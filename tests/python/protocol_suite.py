@@ -553,8 +553,8 @@ PRODUCE_REPORT = {"count": "int", "seq": "int", "reports": "[run]", "!results": 
 PRODUCE_WAIT = {"count": "int", "results": "[outcome]", "!seq": None, "!reports": None}
 POLL_RESULT = {"reports": "[run]", "pending": "int"}
 FLUSH_RESULT = {"remaining": "int"}
-STATS_RESULT = {"daemon": "counters", "clusters": "clusters_stats"}
-CONSUMER_OPEN_RESULT = {"handle": "int", "consumer": nonempty_str, "attached": "int"}
+STATS_RESULT = {"daemon": "counters", "clusters": "clusters_stats", "consumers": "[map]"}
+CONSUMER_OPEN_RESULT = {"handle": "int", "consumer": nonempty_str, "attached": "int", "member_id": "str?"}
 CONSUME_RESULT = {"topics": "[str]", "messages": "[message]", "events": "[event]"}
 OFFSETS_RESULT = {"offsets": "[tpo]"}
 WATERMARKS_RESULT = {"low": "int", "high": "int"}
@@ -732,6 +732,15 @@ def _check_stats(env: Env, c: Conn, st: Dict[str, Any], res: Any) -> None:
     one = c.ok("stats", {"cluster": hello["default_cluster"]})
     check_shape(one, STATS_RESULT)
     assert list(one["clusters"]) == [hello["default_cluster"]], one["clusters"]
+    # consumers: a consumer opened here is listed with its key and state
+    opened = c.ok("consumer_open", {"topic": env.topic, "group": unique("proto-stats")})
+    listed = {e["consumer"]: e for e in c.ok("stats")["consumers"]}
+    assert opened["consumer"] in listed, listed
+    e = listed[opened["consumer"]]
+    check_shape(e, {"consumer": "str", "mode": "str", "attached": "int", "partitions": "int", "buffered": "int",
+                    "declared": "bool"})
+    assert e["mode"] == "simple" and e["attached"] >= 1 and e["partitions"] == env.partitions and not e["declared"], e
+    c.ok("consumer_close", {"handle": opened["handle"]})
 
 
 # consumers
