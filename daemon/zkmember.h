@@ -1,5 +1,5 @@
 /* zkmember: one member of a PyKafka ZooKeeper-balanced consumer group
- * (PyKafka 2.8's BalancedConsumer protocol, see docs/zookeeper.md).
+ * (PyKafka 2.8's BalancedConsumer protocol, protocol/SPEC.md 4.9.1).
  *
  * Threads and ownership:
  * - The member runs a *balancer thread* of its own that makes every
