@@ -237,32 +237,79 @@ static void pack_reports_field(msgpack_packer *pk, kd_outbox *ob, uint64_t max)
 	free(runs);
 }
 
-static bool room_for_report(const kd_session *s)
-{
-	/* nobody collects a closed connection's reports: only librdkafka's
-	 * queue limits it */
-	if (s->closing)
-		return true;
-	return s->ob->inflight_reported + s->ob->queued < s->d->cfg->max_pending;
-}
-
 enum run_result { RUN_DONE, RUN_HELD };
 
+/* How many more report-mode messages the connection may have without a
+ * collected outcome (max_pending). Nobody collects a closed connection's
+ * reports: only librdkafka's queue limits it. */
+static uint64_t report_room(const kd_session *s)
+{
+	if (s->closing)
+		return UINT64_MAX;
+	uint64_t used = s->ob->inflight_reported + s->ob->queued;
+	return used < s->d->cfg->max_pending ? s->d->cfg->max_pending - used : 0;
+}
+
+/* Enqueues the run of bare values (the compact form) that starts at *cursor,
+ * up to KD_SEND_VALUES_MAX of them, with one librdkafka call. Returns false
+ * when it must stop (no room), having advanced *cursor past what it took. */
+static bool produce_values(kd_session *s, const produce_args *pa, uint64_t first_seq, uint32_t *cursor)
+{
+	kd_producers *prod = s->d->producers;
+	uint32_t i = *cursor;
+	uint64_t limit = pa->count - i;
+	if (limit > KD_SEND_VALUES_MAX)
+		limit = KD_SEND_VALUES_MAX;
+	if (pa->ack == KD_ACK_REPORT) {
+		uint64_t room = report_room(s);
+		if (room == 0)
+			return false;
+		if (limit > room)
+			limit = room;
+	}
+	kd_value vals[KD_SEND_VALUES_MAX];
+	uint32_t n = 0;
+	for (; n < limit; n++) {
+		const char *p;
+		uint32_t len;
+		if (codec_obj_bytes(&pa->messages->ptr[i + n], &p, &len) < 0)
+			break; /* a message map: the caller's per-message path */
+		vals[n] = (kd_value){.ptr = p, .len = len};
+	}
+	bool full;
+	*cursor += producer_send_values(prod, pa->topic, s->ob, pa->ack, pa->partitioner, first_seq + i, vals, n,
+					&full);
+	if (full) {
+		outbox_wait_room(prod, s->ob);
+		return false;
+	}
+	return true;
+}
+
 /* Enqueues messages from *cursor on. Stops (RUN_HELD) when there is no room:
- * librdkafka's queue is full or the connection reached max_pending. */
+ * librdkafka's queue is full or the connection reached max_pending. Runs of
+ * bare values go to librdkafka in batches, message maps one by one. */
 static enum run_result produce_messages(kd_session *s, const produce_args *pa, uint64_t first_seq, uint32_t *cursor)
 {
 	kd_producers *prod = s->d->producers;
-	for (; *cursor < pa->count; (*cursor)++) {
+	while (*cursor < pa->count) {
 		uint32_t i = *cursor;
-		if (pa->ack == KD_ACK_REPORT && !room_for_report(s))
+		const msgpack_object *m0 = pa->messages ? &pa->messages->ptr[i] : NULL;
+		if (m0 && (m0->type == MSGPACK_OBJECT_BIN || m0->type == MSGPACK_OBJECT_STR)) {
+			if (!produce_values(s, pa, first_seq, cursor))
+				return RUN_HELD;
+			continue;
+		}
+		if (pa->ack == KD_ACK_REPORT && report_room(s) == 0)
 			return RUN_HELD;
 		kd_message m;
 		to_kd_message(message_at(pa, i), &m);
 		uint64_t seq = pa->ack == KD_ACK_NONE ? 0 : first_seq + i;
 		rd_kafka_resp_err_t err = producer_send(prod, pa->topic, s->ob, pa->ack, pa->partitioner, seq, &m);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			(*cursor)++;
 			continue;
+		}
 		if (m.headers)
 			rd_kafka_headers_destroy(m.headers);
 		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -270,6 +317,7 @@ static enum run_result produce_messages(kd_session *s, const produce_args *pa, u
 			return RUN_HELD;
 		}
 		outbox_record_failure(prod, s->ob, pa->ack, seq, m.partition, err);
+		(*cursor)++;
 	}
 	return RUN_DONE;
 }
@@ -369,7 +417,11 @@ static void resume_held(kd_session *s)
 			pop_held(s);
 			continue;
 		}
-		if (produce_messages(s, &pa, h->first_seq, &h->cursor) == RUN_HELD)
+		uint32_t before = h->cursor;
+		enum run_result rr = produce_messages(s, &pa, h->first_seq, &h->cursor);
+		if (pa.ack == KD_ACK_WAIT && h->cursor > before)
+			cluster_send_now(pa.cluster);
+		if (rr == RUN_HELD)
 			return;
 		/* answer after unlinking: a failed write may close the session */
 		kd_request req = h->req;
@@ -421,9 +473,15 @@ void op_produce(kd_session *s, const kd_request *req, const char *payload, uint3
 	}
 	uint32_t cursor = 0;
 	/* behind held requests it waits its turn (message order) */
-	if (!s->held && produce_messages(s, &pa, first_seq, &cursor) == RUN_DONE) {
-		answer_produce(s, req, &pa, first_seq);
-		return;
+	if (!s->held) {
+		enum run_result rr = produce_messages(s, &pa, first_seq, &cursor);
+		/* the caller waits: no point in librdkafka lingering over it */
+		if (pa.ack == KD_ACK_WAIT && cursor > 0)
+			cluster_send_now(pa.cluster);
+		if (rr == RUN_DONE) {
+			answer_produce(s, req, &pa, first_seq);
+			return;
+		}
 	}
 	if (!hold_produce(s, payload, len, first_seq, cursor, pa.count)) {
 		log_error("connection #%llu: out of memory holding a produce request", (unsigned long long)s->id);
@@ -559,6 +617,13 @@ void op_flush(kd_session *s, const kd_request *req, const char *payload, uint32_
 	if (unfinished(s) == 0 || timeout == 0) {
 		answer_flush(s);
 		return;
+	}
+	/* the caller waits for its messages: send what lingers now (of every
+	 * cluster: the connection may have produced to any of them) */
+	if (s->ob->inflight > 0) {
+		size_t n = producers_count(s->d->producers);
+		for (size_t i = 0; i < n; i++)
+			cluster_send_now(producers_cluster_at(s->d->producers, i));
 	}
 	uv_timer_start(&s->flush_timer, on_flush_timeout, (uint64_t)timeout, 0);
 }

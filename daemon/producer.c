@@ -15,6 +15,10 @@
 _Static_assert(sizeof(void *) == 8, "message opaques need 64-bit pointers");
 
 #define EVENTS_PER_WAKEUP 64
+/* How long a send-now flush lets librdkafka ignore linger.ms at most (it
+ * ends earlier once nothing is left in flight); longer than any plausible
+ * wait for a broker thread to wake, short enough not to undo batching. */
+#define SEND_NOW_WINDOW_MAX_MS 10
 
 struct kd_topic {
 	char *name;
@@ -36,6 +40,15 @@ struct kd_cluster {
 	int default_partitioner;
 	char *stats_json;
 	kd_topic *topics;
+	/* send-now (cluster_send_now): a helper thread that calls
+	 * rd_kafka_flush() when asked. fl_started is the loop thread's;
+	 * fl_requested and fl_stop are guarded by fl_mu. */
+	double linger_ms; /* the producer's linger.ms; 0: nothing to skip */
+	int fl_window_ms;
+	bool fl_started, fl_failed, fl_requested, fl_stop;
+	uv_thread_t fl_thread;
+	uv_mutex_t fl_mu;
+	uv_cond_t fl_cv;
 };
 
 typedef struct undelivered {
@@ -476,6 +489,75 @@ void producers_drain(kd_producers *p)
 	producers_notify(p);
 }
 
+/* --- send now ------------------------------------------------------------ */
+
+/* rd_kafka_flush() makes the broker threads treat linger.ms as 0 only while
+ * it runs ("for the duration of the call"), and it wakes them at its start.
+ * Called with timeout 0 from the loop it would be over before a broker
+ * thread looks at the flag, so a helper thread calls it with a short
+ * timeout. With DR events enabled (rd_kafka_conf_set_events) it does not
+ * serve any queue: it only waits for librdkafka's message count to reach
+ * 0 or for the timeout, so the loop keeps receiving every delivery event. */
+static void flusher_main(void *arg)
+{
+	kd_cluster *c = arg;
+	uv_mutex_lock(&c->fl_mu);
+	for (;;) {
+		while (!c->fl_requested && !c->fl_stop)
+			uv_cond_wait(&c->fl_cv, &c->fl_mu);
+		if (c->fl_stop)
+			break;
+		c->fl_requested = false; /* requests from now on get a flush of their own */
+		uv_mutex_unlock(&c->fl_mu);
+		rd_kafka_flush(c->rk, c->fl_window_ms);
+		uv_mutex_lock(&c->fl_mu);
+	}
+	uv_mutex_unlock(&c->fl_mu);
+}
+
+void cluster_send_now(kd_cluster *c)
+{
+	if (c->linger_ms <= 0 || c->fl_failed)
+		return;
+	if (!c->fl_started) {
+		if (uv_mutex_init(&c->fl_mu) != 0) {
+			c->fl_failed = true;
+		} else if (uv_cond_init(&c->fl_cv) != 0) {
+			uv_mutex_destroy(&c->fl_mu);
+			c->fl_failed = true;
+		} else if (uv_thread_create(&c->fl_thread, flusher_main, c) != 0) {
+			uv_cond_destroy(&c->fl_cv);
+			uv_mutex_destroy(&c->fl_mu);
+			c->fl_failed = true;
+		}
+		if (c->fl_failed) {
+			log_warn("cluster %s: cannot start the send-now thread; waiting requests wait out linger.ms",
+				 c->conf->name);
+			return;
+		}
+		c->fl_started = true;
+	}
+	uv_mutex_lock(&c->fl_mu);
+	c->fl_requested = true;
+	uv_cond_signal(&c->fl_cv);
+	uv_mutex_unlock(&c->fl_mu);
+}
+
+/* Ends the helper thread (a flush in progress ends within its window). */
+static void flusher_stop(kd_cluster *c)
+{
+	if (!c->fl_started)
+		return;
+	uv_mutex_lock(&c->fl_mu);
+	c->fl_stop = true;
+	uv_cond_signal(&c->fl_cv);
+	uv_mutex_unlock(&c->fl_mu);
+	uv_thread_join(&c->fl_thread);
+	uv_cond_destroy(&c->fl_cv);
+	uv_mutex_destroy(&c->fl_mu);
+	c->fl_started = false;
+}
+
 /* --- setup --------------------------------------------------------------- */
 
 static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value, const char *cluster, char *err,
@@ -502,6 +584,10 @@ static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *c
 		{"queue.buffering.max.messages", "1000000"},
 		{"queue.buffering.max.kbytes", "1048576"},
 		{"linger.ms", "5"},
+		/* librdkafka before 2.10 leaves Nagle on: a small request (a
+		 * waiting caller's one message) can sit behind an unacknowledged
+		 * segment; later versions default to true as well */
+		{"socket.nagle.disable", "true"},
 		{"statistics.interval.ms", "10000"},
 		{"topic.metadata.propagation.max.ms", "5000"},
 	};
@@ -543,6 +629,11 @@ static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *c
 		goto fail_conf;
 	}
 	conf = NULL; /* owned by rk now */
+	char linger[64];
+	size_t linger_len = sizeof(linger);
+	if (rd_kafka_conf_get(rd_kafka_conf(c->rk), "linger.ms", linger, &linger_len) == RD_KAFKA_CONF_OK)
+		c->linger_ms = strtod(linger, NULL);
+	c->fl_window_ms = c->linger_ms < SEND_NOW_WINDOW_MAX_MS ? (int)c->linger_ms + 1 : SEND_NOW_WINDOW_MAX_MS;
 	if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
 		snprintf(err, errlen, "cluster %s: pipe: %s", cc->name, strerror(errno));
 		return -1;
@@ -726,6 +817,58 @@ rd_kafka_resp_err_t producer_send(kd_producers *p, kd_topic *t, kd_outbox *ob, i
 	return err;
 }
 
+uint32_t producer_send_values(kd_producers *p, kd_topic *t, kd_outbox *ob, int ack, int partitioner,
+			      uint64_t first_seq, const kd_value *vals, uint32_t n, bool *full)
+{
+	rd_kafka_message_t msgs[KD_SEND_VALUES_MAX];
+	*full = false;
+	if (n > KD_SEND_VALUES_MAX)
+		n = KD_SEND_VALUES_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t seq = ack == KD_ACK_NONE ? 0 : first_seq + i;
+		/* the fields librdkafka reads; err and offset are outputs */
+		msgs[i] = (rd_kafka_message_t){
+			.partition = RD_KAFKA_PARTITION_UA,
+			.payload = (void *)vals[i].ptr,
+			.len = vals[i].len,
+			._private = pack_opaque(ack, partitioner, ob->slot, seq),
+		};
+	}
+	/* Partition UA: the partitioner (partitioner_cb) runs per message with
+	 * its opaque, exactly as for rd_kafka_producev. */
+	int good = rd_kafka_produce_batch(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, msgs, (int)n);
+	ob->inflight += (uint64_t)good;
+	if (ack == KD_ACK_REPORT)
+		ob->inflight_reported += (uint64_t)good;
+	p->counters.produced += (uint64_t)good;
+	if ((uint32_t)good == n)
+		return n;
+	/* librdkafka (2.0 to at least 2.16) fails every message after the first
+	 * _QUEUE_FULL the same way: the caller retries from there. Should a
+	 * later one ever be enqueued anyway, retrying would duplicate it, so
+	 * then each refused message gets _QUEUE_FULL as its outcome instead. */
+	uint32_t first_full = n;
+	bool later_enqueued = false;
+	for (uint32_t i = 0; i < n; i++) {
+		if (msgs[i].err == RD_KAFKA_RESP_ERR__QUEUE_FULL && first_full == n)
+			first_full = i;
+		else if (msgs[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && first_full < n)
+			later_enqueued = true;
+	}
+	if (later_enqueued) {
+		log_warn("rd_kafka_produce_batch enqueued messages after a full queue; failing the refused ones");
+		first_full = n;
+	}
+	for (uint32_t i = 0; i < first_full; i++) {
+		rd_kafka_resp_err_t err = msgs[i].err;
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			outbox_record_failure(p, ob, ack, ack == KD_ACK_NONE ? 0 : first_seq + i, RD_KAFKA_PARTITION_UA,
+					      err);
+	}
+	*full = first_full < n;
+	return first_full;
+}
+
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
 
 void producers_close_handles(kd_producers *p)
@@ -753,6 +896,7 @@ void producers_destroy(kd_producers *p)
 			free(t->name);
 			free(t);
 		}
+		flusher_stop(c); /* before rk goes: it calls rd_kafka_flush(rk) */
 		if (c->mainq) {
 			rd_kafka_queue_io_event_enable(c->mainq, -1, NULL, 0);
 			rd_kafka_queue_destroy(c->mainq);

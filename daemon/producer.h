@@ -116,6 +116,14 @@ const char *cluster_name(const kd_cluster *c);
 const kd_cluster_conf *cluster_conf(const kd_cluster *c);
 const char *cluster_bootstrap(const kd_cluster *c);
 rd_kafka_t *cluster_rk(kd_cluster *c);
+/* A caller waits (ack=wait produce, flush): asks librdkafka to send what is
+ * queued now rather than after linger.ms. No-op when linger.ms is 0. Never
+ * blocks: a helper thread of the cluster, started on first use and joined
+ * by producers_destroy, calls rd_kafka_flush() with a window of
+ * min(linger.ms + 1, 10) ms, during which librdkafka sends everything of
+ * this producer without lingering (other connections' batches included).
+ * Requests while a window is open are covered by it or start the next. */
+void cluster_send_now(kd_cluster *c);
 /* Latest librdkafka statistics JSON or NULL (owned by the cluster). */
 const char *cluster_stats_json(const kd_cluster *c);
 
@@ -149,6 +157,27 @@ typedef struct kd_message {
  * or the librdkafka error (nothing enqueued; _QUEUE_FULL means retry). */
 rd_kafka_resp_err_t producer_send(kd_producers *p, kd_topic *t, kd_outbox *ob, int ack, int partitioner,
 				  uint64_t seq, const kd_message *m);
+/* A bare value: no key, headers or timestamp; the partitioner decides. */
+typedef struct kd_value {
+	const void *ptr; /* borrowed: copied by librdkafka (RD_KAFKA_MSG_F_COPY) */
+	size_t len;
+} kd_value;
+
+/* At most this many values per producer_send_values call. */
+#define KD_SEND_VALUES_MAX 256
+
+/* Enqueues vals[0..n-1] (n <= KD_SEND_VALUES_MAX) in order with one
+ * rd_kafka_produce_batch() call: what producer_send does n times, but
+ * librdkafka takes the topic lock and stamps the messages' timestamp and
+ * timeout once per call instead of per message (the partitioner still runs
+ * per message). Message i gets seq first_seq + i (ack none: 0). A message
+ * librdkafka refuses for another reason than a full queue gets that outcome
+ * (outbox_record_failure), as with producer_send. Stops at the first
+ * message that finds the queue full (nothing after it is enqueued either)
+ * and sets *full. Returns how many messages have been enqueued or given an
+ * outcome: the caller continues (later) from there. */
+uint32_t producer_send_values(kd_producers *p, kd_topic *t, kd_outbox *ob, int ack, int partitioner,
+			      uint64_t first_seq, const kd_value *vals, uint32_t n, bool *full);
 /* Records an outcome that never reached librdkafka (e.g. bad partition). */
 void outbox_record_failure(kd_producers *p, kd_outbox *ob, int ack, uint64_t seq, int32_t partition,
 			   rd_kafka_resp_err_t err);

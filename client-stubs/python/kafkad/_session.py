@@ -21,7 +21,7 @@ import os
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Tuple, cast
 
 from ._codec import FrameDecoder, new_packer
-from ._reports import SeqMap, compress_reports, expand_run
+from ._reports import SeqMap, compress_reports, expand_run, iter_run
 from .errors import BadFrame, ConnectionLost, KafkadError, ProtocolViolation, TooLarge, error_from_map
 from .types import DeliveryReport, HelloInfo, ProduceResult, RecordMetadata
 
@@ -91,29 +91,33 @@ class Req:
 
 
 class Calls:
-    """Delivery callbacks to run outside the lock: either one callback for a
-    list of reports, or explicit (callback, report) pairs."""
+    """Delivery callbacks to run outside the lock: one callback for every
+    report of some runs (expanded lazily as it runs, see
+    :func:`~kafkad._reports.iter_run`), or explicit (callback, report)
+    pairs."""
 
-    __slots__ = ("cb", "reports", "pairs")
+    __slots__ = ("cb", "runs", "count", "pairs")
 
     def __init__(
         self,
         cb: Optional[DeliveryCallback] = None,
-        reports: Optional[List[DeliveryReport]] = None,
+        runs: Optional[List[List[Any]]] = None,
         pairs: Optional[List[Tuple[DeliveryCallback, DeliveryReport]]] = None,
     ) -> None:
         self.cb = cb
-        self.reports = reports or []
+        self.runs = runs or []
+        self.count = sum(r[1] for r in self.runs) if cb is not None else 0
         self.pairs = pairs or []
 
     def __len__(self) -> int:
-        return len(self.pairs) + (len(self.reports) if self.cb is not None else 0)
+        return len(self.pairs) + self.count
 
     def run(self) -> None:
         cb = self.cb
         if cb is not None:
-            for r in self.reports:
-                cb(r)
+            for run in self.runs:
+                for r in iter_run(run):
+                    cb(r)
         for c, r in self.pairs:
             c(r)
 
@@ -146,6 +150,10 @@ class Session:
         self._bbytes = 0
         self._bt0 = 0.0
         self._btopic: Any = None
+        # the batch's topic when it is a plain report-mode batch (no
+        # partitioner, no cluster), else CLOSED: Client.produce's common call
+        # checks its batch key with one comparison
+        self._fast_key: Any = CLOSED
         self._bname = ""
         self._back = REPORT
         self._bpart: Optional[str] = None
@@ -241,6 +249,7 @@ class Session:
         self._buf = []
         self._bbytes = 0
         self._btopic = CLOSED
+        self._fast_key = CLOSED
         # per-message callbacks get exactly one report in any case
         if self._callbacks:
             spans = sorted(covered + [(r[0], r[0] + r[1]) for r in self._runs])
@@ -383,6 +392,7 @@ class Session:
         self._back = ACKS[ack]
         self._bpart = partitioner
         self._bcluster = cluster
+        self._fast_key = topic if self._back is REPORT and partitioner is None and cluster is None else CLOSED
 
     def _detach(self) -> Optional[Tuple[List[Any], int, str]]:
         """Take the local batch: (messages, first client seq, ack) or None."""
@@ -488,13 +498,15 @@ class Session:
     def _take_for_callbacks(self) -> Calls:
         if not self._runs or (self.on_delivery is None and not self._callbacks):
             return _NO_CALLS
-        reports = self._take(1 << 62)
         cbs = self._callbacks
         glob = self.on_delivery
+        if glob is not None and not cbs:
+            runs = list(self._runs)
+            self._runs.clear()
+            return Calls(glob, runs)
+        reports = self._take(1 << 62)
         if glob is not None:
-            if cbs:
-                return Calls(pairs=[(cbs.pop(r.seq, glob), r) for r in reports])
-            return Calls(glob, reports)
+            return Calls(pairs=[(cbs.pop(r.seq, glob), r) for r in reports])
         out: List[Tuple[DeliveryCallback, DeliveryReport]] = []
         keep: List[DeliveryReport] = []
         for r in reports:

@@ -482,17 +482,13 @@ class Client(Session):
         topic: Union[str, bytes],
         value: Optional[BytesLike],
         key: Optional[BytesLike] = None,
-        *,
-        headers: Optional[Headers] = None,
-        timestamp: Any = None,
-        partition: Optional[int] = None,
-        partitioner: Optional[str] = None,
-        ack: str = "report",
-        on_delivery: Optional[DeliveryCallback] = None,
-        cluster: Optional[str] = None,
-        timeout: Optional[float] = DEFAULT,
+        **kw: Any,
     ) -> Union[int, RecordMetadata]:
         """Produce one message.
+
+        Keyword options: ``headers``, ``timestamp``, ``partition``,
+        ``partitioner``, ``ack``, ``on_delivery``, ``cluster``, ``timeout``
+        (typed in the overloads above).
 
         ``ack="report"`` (default): batched locally, returns the message's
         sequence number at once; its :class:`DeliveryReport` (same ``seq``)
@@ -506,6 +502,59 @@ class Client(Session):
         forces a partition; ``partitioner`` names a daemon partitioner
         (``random``, ``murmur2``, ``pykafka_hashing``, ...).
         """
+        if kw:
+            return self._produce(topic, value, key, **kw)
+        # The common call, produce(topic, value[, key]) in report mode, costs
+        # per message what a streaming producer pays millions of times: the
+        # keyword-only options above would cost CPython a dict lookup each
+        # on every call, so they travel in **kw and this path needs none
+        # (and acquire/release cost less than a with block).
+        lock = self._lock
+        lock.acquire()
+        try:
+            # the batch key in one comparison (Session._fast_key); a closed
+            # client has CLOSED there, which nothing equals: _new_batch raises
+            if topic != self._fast_key:
+                self._new_batch(topic, REPORT, None, None)
+            buf = self._buf
+            if key is None and type(value) is bytes:
+                buf.append(value)
+                self._bbytes += len(value)
+            else:
+                elem, size = message_element(value, key)
+                buf.append(elem)
+                self._bbytes += size
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            n = len(buf)
+            if n >= self._batch_n or self._bbytes >= self._batch_bytes:
+                self._send_buffer()
+            elif n == 1:
+                self._bt0 = time.monotonic()
+                if self._linger_ev is not None:
+                    self._linger_ev.set()
+                elif not self._linger:
+                    self._send_buffer()
+            return seq
+        finally:
+            lock.release()
+
+    def _produce(
+        self,
+        topic: Union[str, bytes],
+        value: Optional[BytesLike],
+        key: Optional[BytesLike] = None,
+        *,
+        headers: Optional[Headers] = None,
+        timestamp: Any = None,
+        partition: Optional[int] = None,
+        partitioner: Optional[str] = None,
+        ack: str = "report",
+        on_delivery: Optional[DeliveryCallback] = None,
+        cluster: Optional[str] = None,
+        timeout: Optional[float] = DEFAULT,
+    ) -> Union[int, RecordMetadata]:
+        """produce() with keyword options."""
         if ack is not REPORT and ack != REPORT:
             if ack == WAIT:
                 elem, _size = message_element(value, key, headers, timestamp, partition)

@@ -1,0 +1,127 @@
+"""The daemon's batched enqueue of bare values (rd_kafka_produce_batch), its
+send-now for callers that wait (linger.ms skipped), and the stub's one-shot
+``produce_sync``, against the real broker; read back with an independent
+confluent-kafka consumer."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kafka_check import by_value, check_records, read_all
+from kafkad import Client, ConnectionLost, KafkaError, produce_sync
+
+pytestmark = pytest.mark.integration
+
+FAST = "message.timeout.ms = 4000\n"
+
+
+def test_mixed_request_keeps_order_and_per_message_outcomes(kafka_cluster, daemon_factory):
+    """Runs of bare values go to librdkafka in batches, message maps one by
+    one; outcomes stay per message and in request order, a refused message
+    in the middle of a run included."""
+    kd = daemon_factory(extra=FAST + "message.max.bytes = 20000\n")
+    topic = kafka_cluster.new_topic("mixed", partitions=3)
+
+    def batch(prefix):
+        msgs = []
+        for i in range(700):
+            if i % 100 == 50:
+                msgs.append(b"B" * 50000)  # too large for message.max.bytes: that message's outcome
+            elif i % 7 == 0:
+                msgs.append({"value": b"%s-%04d" % (prefix, i), "key": b"k%d" % (i % 5)})
+            else:
+                msgs.append(b"%s-%04d" % (prefix, i))
+        return msgs
+
+    with Client(kd.socket) as c:
+        res = c.produce_batch(topic, batch(b"w"), ack="wait")
+        assert res.count == 700
+        for i, r in enumerate(res.results):
+            if i % 100 == 50:
+                assert isinstance(r, KafkaError) and r.name == "MSG_SIZE_TOO_LARGE", (i, r)
+            else:
+                assert not isinstance(r, Exception), (i, r)
+        # the same in report mode: one report per seq, the refused ones failed
+        first = c.produce_batch(topic, batch(b"r")).seq
+        assert c.flush(10) == 0
+        reps = sorted(c.poll_reports(), key=lambda r: r.seq)
+    assert [r.seq for r in reps] == list(range(first, first + 700))
+    for i, r in enumerate(reps):
+        assert r.ok != (i % 100 == 50), (i, r)
+    recs = read_all(kafka_cluster.bootstrap, topic, expect=2 * 693)
+    assert len(by_value(recs)) == 2 * 693
+    # per partition, in the order of the request
+    for p in range(3):
+        for prefix in (b"w", b"r"):
+            idx = [int(r.value[2:]) for r in recs if r.partition == p and r.value[:1] == prefix]
+            assert idx == sorted(idx), (p, prefix)
+
+
+def test_full_queue_holds_and_resumes_runs_without_loss_or_duplicates(kafka_cluster, daemon_factory):
+    """A librdkafka queue of 64 messages: runs of bare values stop at the
+    first message that finds it full and continue from there."""
+    kd = daemon_factory(extra=FAST + "queue.buffering.max.messages = 64\n")
+    topic = kafka_cluster.new_topic("qfull", partitions=2)
+    n = 5000
+    with Client(kd.socket) as c:
+        seqs = {}
+        for b in range(0, n, 1000):
+            first = c.produce_batch(topic, [b"q-%05d" % i for i in range(b, b + 1000)]).seq
+            for j in range(1000):
+                seqs[first + j] = b"q-%05d" % (b + j)
+        none = c.produce_batch(topic, [b"n-%05d" % i for i in range(500)], ack="none")
+        assert none.count == 500
+        assert c.flush(30) == 0
+        reps = c.poll_reports(1 << 20)
+    assert sorted(r.seq for r in reps) == sorted(seqs)
+    assert all(r.ok for r in reps), [r for r in reps if not r.ok][:3]
+    recs = read_all(kafka_cluster.bootstrap, topic, expect=n + 500)
+    got = by_value(recs)
+    assert len(recs) == n + 500 and len(got) == n + 500  # no duplicates
+    for r in reps:
+        assert (got[seqs[r.seq]].partition, got[seqs[r.seq]].offset) == (r.partition, r.offset)
+
+
+def test_waiting_callers_do_not_wait_out_linger(kafka_cluster, daemon_factory):
+    """linger.ms=400: a report-mode message lingers, ack='wait' and flush do not."""
+    kd = daemon_factory(extra=FAST + "linger.ms = 400\n")
+    topic = kafka_cluster.new_topic("sendnow", partitions=2)
+    with Client(kd.socket, linger_ms=0) as c:
+        c.produce(topic, b"warm", ack="wait")  # metadata known
+        times = []
+        for i in range(10):
+            t0 = time.monotonic()
+            c.produce(topic, b"w-%d" % i, ack="wait")
+            times.append(time.monotonic() - t0)
+        assert sorted(times)[5] < 0.2, times
+        c.produce(topic, b"r-0")
+        c.poll(0)
+        time.sleep(0.05)
+        assert c.poll_reports() == []  # still lingering in librdkafka after 50 ms
+        t0 = time.monotonic()
+        assert c.flush(5) == 0
+        assert time.monotonic() - t0 < 0.3
+    assert len(read_all(kafka_cluster.bootstrap, topic, expect=12)) == 12
+
+
+def test_produce_sync(kafka_cluster, daemon_factory):
+    kd = daemon_factory(extra=FAST)
+    topic = kafka_cluster.new_topic("oneshot", partitions=3)
+    sent = []
+    for i in range(6):
+        key = b"k%d" % i if i % 2 else None
+        part, off = produce_sync(topic, b"one-%d" % i, key, socket_path=kd.socket)
+        sent.append({"value": b"one-%d" % i, "key": key, "partition": part, "offset": off})
+    part, off = produce_sync(topic, b"one-h", headers=[("h", b"1")], partition=2, socket_path=kd.socket)
+    assert part == 2
+    sent.append({"value": b"one-h", "partition": 2, "offset": off, "headers": [("h", b"1")]})
+    part, off = produce_sync(topic, b"x" * 3000, socket_path=kd.socket)  # asks for max_frame first
+    sent.append({"value": b"x" * 3000, "partition": part, "offset": off})
+    check_records(read_all(kafka_cluster.bootstrap, topic, expect=len(sent)), sent)
+    with pytest.raises(KafkaError) as ei:
+        produce_sync(topic, b"v", partition=7, socket_path=kd.socket)
+    assert ei.value.name == "_UNKNOWN_PARTITION"
+    kd.stop()
+    with pytest.raises(ConnectionLost):
+        produce_sync(topic, b"v", socket_path=kd.socket)
