@@ -5,8 +5,10 @@ from time import perf_counter as _clock; T0 = _clock()  # noqa: E401,E702  (firs
 #
 #   oneshot.py KIND TOPIC WHERE SIZE
 #
-# KIND     kafkad (stub, ack="wait"), kafkad-raw (plain socket + msgpack, one
-#          produce request with ack "wait"), confluent-kafka, kafka-python
+# KIND     kafkad (stub's one-shot call kafkad.produce_sync: ack "wait"),
+#          kafkad-client (stub Client(...).produce(ack="wait")), kafkad-raw
+#          (plain socket + msgpack, one produce request with ack "wait"),
+#          confluent-kafka, kafka-python
 # WHERE    kafkad's socket path, or the broker's bootstrap address
 #
 # Prints one line: "T0 T_IMPORTED T_DELIVERED PARTITION OFFSET PEAK_RSS_KB",
@@ -31,6 +33,12 @@ def main() -> int:
     kind, topic, where, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     value = b"x" * size
     if kind == "kafkad":
+        from kafkad import produce_sync
+
+        t_imp = _clock()
+        part, off = produce_sync(topic, value, socket_path=where)  # raises on a failed delivery
+        t_del = _clock()
+    elif kind == "kafkad-client":
         import kafkad
 
         t_imp = _clock()
