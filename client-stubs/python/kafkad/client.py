@@ -398,7 +398,7 @@ class Client(Session):
                 self._send_buffer()
             rid, req, payload = self._encode_call(op, args)
             self._send_payload(payload)
-            self._recv_nb()
+            # (_wait_for reads what is there before it sleeps)
             if not self._wait_for(lambda: req.done, deadline):
                 self._pending.pop(rid, None)
                 raise TimedOut(f"no response to {op} within {timeout}s")
@@ -616,7 +616,7 @@ class Client(Session):
                 req, payload = self._encode_wait(topic, elems[i : i + step], partitioner, cluster)
                 reqs.append(req)
                 self._send_payload(payload)
-            self._recv_nb()
+            # (_wait_for reads what is there before it sleeps)
             if not self._wait_for(lambda: all(r.done for r in reqs), deadline):
                 for rid in [k for k, v in self._pending.items() if v in reqs]:
                     del self._pending[rid]
