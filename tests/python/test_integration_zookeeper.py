@@ -745,6 +745,57 @@ def test_bad_input(zk_cluster, zkd):
         cl.call("consumer_close", {"handle": res["handle"]})
 
 
+# --------------------------------------------------------------------------- declared member
+
+
+def test_declared_member_outlives_app_restarts(zk_cluster, zk_daemon_factory, kz):
+    """A [consumer NAME] section with mode = zookeeper: the daemon registers
+    at startup, before any app; apps attach to that member (same id) and
+    detach without it leaving the group, so PyKafka members see no
+    rebalance when an app restarts; stats shows it and its lease."""
+    topic = zk_cluster.new_topic("zkdecl", partitions=3)
+    group = new_group("zkdecl")
+    d = zk_daemon_factory(extra=DAEMON_EXTRA + (
+        f"[consumer legacy]\nmode = zookeeper\nzookeeper_connect = {zk_cluster.zookeeper}\n"
+        f"group = {group}\ntopics = {topic}\nauto_offset_reset = earliest\n"))
+    ids = wait_until(lambda: zk_ids(kz, group, topic), "the declared member's registration")
+    assert len(ids) == 1
+    member = ids[0]
+    wait_until(lambda: set(zk_owners(kz, group, topic).values()) == {member}
+               and len(zk_owners(kz, group, topic)) == 3, "the declared member owning every partition")
+    with kafkad.Client(d.socket, timeout=30) as cl:
+        for i in range(15):
+            cl.produce(topic, b"decl-%d" % i, partition=i % 3)
+        assert cl.flush(30) == 0
+        st = {e["consumer"]: e for e in cl.stats()["consumers"]}
+        entry = [e for e in st.values() if e["mode"] == "zookeeper"]
+        assert len(entry) == 1 and entry[0]["declared"] and entry[0]["member_id"] == member, st
+        assert entry[0]["attached"] == 0
+        wait_until(lambda: [e for e in cl.stats()["consumers"] if e["mode"] == "zookeeper"][0]
+                   ["ownership_confirmed"], "the ownership lease")
+        got: List[bytes] = []
+        for round_ in range(2):  # an app, then the same app restarted
+            res = cl.call("consumer_open", {"mode": "zookeeper", "group": group, "topic": topic,
+                                            "zookeeper_connect": zk_cluster.zookeeper})
+            assert res["member_id"] == member, res
+            h = res["handle"]
+            want = 8 if round_ == 0 else 15
+
+            def take() -> bool:
+                r = cl.call("consume", {"handle": h, "max": 100, "timeout_ms": 300})
+                got.extend(m[5] for m in r["messages"])
+                return len(got) >= want
+
+            wait_until(take, f"{want} messages through the declared member")
+            cl.call("commit", {"handle": h})  # so the next attachment goes on from here
+            cl.call("consumer_close", {"handle": h})
+            # the member stays registered and keeps its partitions
+            assert zk_ids(kz, group, topic) == [member]
+            assert set(zk_owners(kz, group, topic).values()) == {member}
+        assert sorted(got) == sorted(b"decl-%d" % i for i in range(15)), sorted(got)
+    assert d.stop() == 0
+
+
 # --------------------------------------------------------------------------- the seed's example
 
 
