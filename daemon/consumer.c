@@ -693,6 +693,8 @@ static void on_consumer_poll(uv_poll_t *h, int status, int events)
 
 static void free_consumer(kd_consumer *c)
 {
+	while (c->parts) /* a prepared consumer that was never activated */
+		remove_part(c, c->parts);
 	for (int i = 0; i < 2; i++)
 		if (c->pipefd[i] >= 0)
 			close(c->pipefd[i]);
@@ -729,7 +731,7 @@ static void close_work_done(uv_work_t *w, int status)
 {
 	(void)status;
 	kd_consumer *c = w->data;
-	log_info("consumer %s: closed", c->key);
+	log_info("consumer %s: closed", c->key ? c->key : "(never opened)");
 	c->work_done = true;
 	if (c->open_handles == 0)
 		free_consumer(c);
@@ -850,7 +852,11 @@ static int set_conf(rd_kafka_conf_t *conf, const char *k, const char *v, char *e
 	return 0;
 }
 
-static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen)
+/* Everything about a new consumer that may block (rd_kafka_new, subscribe,
+ * assign): runs on the thread pool for consumer_open, so it touches no loop
+ * state (c is not linked anywhere yet; the rebalance callback only runs
+ * from the loop's polling, after activation). spec moves into c. */
+static kd_consumer *consumer_prepare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen)
 {
 	kd_consumer *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -859,11 +865,9 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 	}
 	c->cs = cs;
 	c->pipefd[0] = c->pipefd[1] = -1;
-	c->key = make_key(cs, spec);
 	c->spec = *spec;
 	memset(spec, 0, sizeof(*spec));
 	c->rkts = calloc(c->spec.n_topics, sizeof(*c->rkts));
-	cs->active++;
 	kd_cluster *cl = c->spec.cluster;
 	const kd_cluster_conf *cc = cluster_conf(cl);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -913,12 +917,76 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 	c->q = rd_kafka_queue_get_consumer(c->rk);
 	if (!c->q) {
 		snprintf(err, errlen, "no consumer queue");
-		goto fail_rk;
+		goto fail;
 	}
-	if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		goto fail_rk;
+	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->spec.n_topics);
+	if (c->spec.mode == KD_MODE_GROUP) {
+		for (uint32_t i = 0; i < c->spec.n_topics; i++)
+			rd_kafka_topic_partition_list_add(l, c->spec.topics[i], RD_KAFKA_PARTITION_UA);
+		if ((e = rd_kafka_subscribe(c->rk, l)))
+			snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
+	} else if (c->spec.mode == KD_MODE_SIMPLE) {
+		int32_t n = c->spec.partitions ? (int32_t)c->spec.n_partitions : c->spec.partition_counts[0];
+		for (int32_t i = 0; i < n; i++) {
+			int32_t part = c->spec.partitions ? c->spec.partitions[i] : i;
+			int64_t off = (c->spec.group && !c->spec.reset_offset_on_start) ? RD_KAFKA_OFFSET_STORED
+											 : c->spec.auto_offset_reset;
+			for (uint32_t j = 0; j < c->spec.n_offsets; j++)
+				if (c->spec.offsets[j][0] == part)
+					off = c->spec.offsets[j][1];
+			rd_kafka_topic_partition_list_add(l, c->spec.topics[0], part)->offset = off;
+			add_part(c, 0, part);
+		}
+		if ((e = rd_kafka_assign(c->rk, l)))
+			snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
+	} /* zookeeper mode: the member assigns partitions as ZooKeeper grants them */
+	rd_kafka_topic_partition_list_destroy(l);
+	if (e)
+		goto fail;
+	return c;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	if (c->q)
+		rd_kafka_queue_destroy(c->q);
+	if (c->rk)
+		rd_kafka_destroy(c->rk);
+	while (c->parts)
+		remove_part(c, c->parts);
+	consumer_spec_free(&c->spec);
+	free(c->rkts);
+	free(c->bootstrap);
+	free(c);
+	return NULL;
+}
+
+/* Drops a prepared consumer that was never activated: librdkafka's close
+ * and destroy run on the thread pool like any close. */
+static void consumer_discard(kd_consumer *c)
+{
+	c->closing = true;
+	c->work_done = false;
+	c->cs->active++;
+	c->close_work.data = c;
+	if (uv_queue_work(c->cs->loop, &c->close_work, close_work, close_work_done) != 0) {
+		close_work(&c->close_work);
+		close_work_done(&c->close_work, 0);
 	}
+}
+
+/* Loop thread: gives a prepared consumer its key, loop handles and (zookeeper
+ * mode) its member, and lists it. Returns false (c dropped) on failure. */
+static bool consumer_activate(kd_consumer *c, char *err, size_t errlen)
+{
+	kd_consumers *cs = c->cs;
+	c->key = make_key(cs, &c->spec);
+	if (!c->key || pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "pipe: %s", c->key ? strerror(errno) : "out of memory");
+		consumer_discard(c);
+		return false;
+	}
+	cs->active++;
 	uv_poll_init(cs->loop, &c->poll, c->pipefd[0]);
 	uv_idle_init(cs->loop, &c->idle);
 	uv_timer_init(cs->loop, &c->linger);
@@ -929,10 +997,7 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 	uv_poll_start(&c->poll, UV_READABLE, on_consumer_poll);
 	/* the pipe is signalled on empty → non-empty only: catch up once */
 	uv_idle_start(&c->idle, on_consumer_idle);
-
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->spec.n_topics);
 	if (c->spec.mode == KD_MODE_ZOOKEEPER) {
-		/* the member assigns partitions as ZooKeeper grants them */
 		uv_async_init(cs->loop, &c->zk_async, on_zk_async);
 		c->zk_async.data = c;
 		c->open_handles++;
@@ -948,62 +1013,25 @@ static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char 
 		};
 		c->zk = zkmember_start(&zp, c->rk, &c->zk_async, err, errlen);
 		if (!c->zk) {
-			rd_kafka_topic_partition_list_destroy(l);
-			c->next = NULL;
 			close_consumer(c);
-			return NULL;
-		}
-	} else if (c->spec.mode == KD_MODE_GROUP) {
-		for (uint32_t i = 0; i < c->spec.n_topics; i++)
-			rd_kafka_topic_partition_list_add(l, c->spec.topics[i], RD_KAFKA_PARTITION_UA);
-		rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
-		if (e) {
-			snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(e));
-			rd_kafka_topic_partition_list_destroy(l);
-			c->next = NULL;
-			close_consumer(c);
-			return NULL;
-		}
-	} else {
-		int32_t n = c->spec.partitions ? (int32_t)c->spec.n_partitions : c->spec.partition_counts[0];
-		for (int32_t i = 0; i < n; i++) {
-			int32_t part = c->spec.partitions ? c->spec.partitions[i] : i;
-			int64_t off = (c->spec.group && !c->spec.reset_offset_on_start) ? RD_KAFKA_OFFSET_STORED
-											 : c->spec.auto_offset_reset;
-			for (uint32_t j = 0; j < c->spec.n_offsets; j++)
-				if (c->spec.offsets[j][0] == part)
-					off = c->spec.offsets[j][1];
-			rd_kafka_topic_partition_list_add(l, c->spec.topics[0], part)->offset = off;
-			add_part(c, 0, part);
-		}
-		rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, l);
-		if (e) {
-			snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
-			rd_kafka_topic_partition_list_destroy(l);
-			close_consumer(c);
-			return NULL;
+			return false;
 		}
 	}
-	rd_kafka_topic_partition_list_destroy(l);
 	if (c->spec.auto_commit_interval_ms && c->spec.group)
 		uv_timer_start(&c->autocommit, on_autocommit, c->spec.auto_commit_interval_ms,
 			       c->spec.auto_commit_interval_ms);
 	c->next = cs->list;
 	cs->list = c;
 	log_info("consumer %s: created", c->key);
-	return c;
-fail_rk:
-	rd_kafka_destroy(c->rk);
-fail:
-	if (conf)
-		rd_kafka_conf_destroy(conf);
-	consumer_spec_free(&c->spec);
-	free(c->rkts);
-	free(c->key);
-	free(c->bootstrap);
-	cs->active--;
-	free(c);
-	return NULL;
+	return true;
+}
+
+/* Loop thread, blocking: for declared consumers at startup and the rare
+ * open that finds no prepared consumer. */
+static kd_consumer *consumer_new(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen)
+{
+	kd_consumer *c = consumer_prepare(cs, spec, err, errlen);
+	return c && consumer_activate(c, err, errlen) ? c : NULL;
 }
 
 kd_consumers *consumers_create(uv_loop_t *loop, const kd_config *cfg, const kd_consumer_events *ev, void *opaque)
@@ -1043,23 +1071,56 @@ int consumers_declare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_
 	return c ? 0 : -1;
 }
 
-int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, uint64_t conn_id, void *owner, kd_attach **out,
-		     char *err, size_t errlen)
+static kd_consumer *find_by_key(kd_consumers *cs, const kd_consumer_spec *spec)
 {
+	/* a private simple consumer has no shared identity: never found */
+	if (spec->mode == KD_MODE_SIMPLE && !spec->group)
+		return NULL;
 	char *key = make_key(cs, spec);
 	kd_consumer *c = NULL;
 	for (kd_consumer *it = cs->list; it && key; it = it->next)
 		if (strcmp(it->key, key) == 0)
 			c = it;
 	free(key);
-	if (c) {
-		consumer_spec_free(spec);
+	return c;
+}
+
+bool consumers_exists(kd_consumers *cs, const kd_consumer_spec *spec) { return find_by_key(cs, spec) != NULL; }
+
+kd_consumer *consumers_prepare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen)
+{
+	return consumer_prepare(cs, spec, err, errlen);
+}
+
+void consumers_discard(kd_consumer *prepared)
+{
+	if (prepared)
+		consumer_discard(prepared);
+}
+
+int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, kd_consumer *prepared, uint64_t conn_id, void *owner,
+		     kd_attach **out, char *err, size_t errlen)
+{
+	kd_consumer *c = find_by_key(cs, prepared ? &prepared->spec : spec);
+	if (c) { /* joined meanwhile (or found at once) */
+		consumers_discard(prepared);
+	} else if (prepared) {
+		if (!consumer_activate(prepared, err, errlen))
+			c = NULL;
+		else
+			c = prepared;
+		if (!c) {
+			consumer_spec_free(spec);
+			return KD_ERR_INVALID_ARGUMENT;
+		}
 	} else {
 		c = consumer_new(cs, spec, err, errlen);
-		consumer_spec_free(spec);
-		if (!c)
+		if (!c) {
+			consumer_spec_free(spec);
 			return KD_ERR_INVALID_ARGUMENT;
+		}
 	}
+	consumer_spec_free(spec);
 	kd_attach *a = calloc(1, sizeof(*a));
 	if (!a) {
 		snprintf(err, errlen, "out of memory");

@@ -76,12 +76,22 @@ void consumers_destroy(kd_consumers *cs);
  * attachment). Returns 0 or -1 with a message in err. */
 int consumers_declare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen);
 
-/* Attaches a connection to the consumer described by spec (which is moved
- * into the consumer when a new one is created, else freed). Returns 0 and
- * *out, or an error code (KD_ERR_* or KD_ERR_KAFKA_BASE + rd err) with a
- * message in err. */
-int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, uint64_t conn_id, void *owner, kd_attach **out,
-		     char *err, size_t errlen);
+/* Loop thread: whether a consumer for spec is open (consumer_open then
+ * needs no new librdkafka handle). */
+bool consumers_exists(kd_consumers *cs, const kd_consumer_spec *spec);
+/* Any thread (the thread pool, for consumer_open): creates the librdkafka
+ * side of a new consumer — the blocking part — without touching loop
+ * state. spec moves into it. NULL with a message in err on failure. The
+ * result goes to consumers_attach or consumers_discard (loop thread). */
+kd_consumer *consumers_prepare(kd_consumers *cs, kd_consumer_spec *spec, char *err, size_t errlen);
+void consumers_discard(kd_consumer *prepared);
+/* Attaches a connection to the consumer described by `prepared` (taken
+ * over: activated, or discarded when an equal consumer exists by now) or,
+ * when prepared is NULL, by spec (a missing consumer is then created here,
+ * blocking); spec is freed either way. Returns 0 and *out, or an error code
+ * (KD_ERR_* or KD_ERR_KAFKA_BASE + rd err) with a message in err. */
+int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, kd_consumer *prepared, uint64_t conn_id, void *owner,
+		     kd_attach **out, char *err, size_t errlen);
 /* Detaches (connection closed or consumer_close): its partitions move on.
  * The last detach closes the consumer at once when leave_now (an explicit
  * consumer_close), else after consumer_linger_ms; declared ones stay. */

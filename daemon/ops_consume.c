@@ -243,6 +243,9 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 typedef struct open_job {
 	kd_consumer_spec spec;
+	kd_consumers *cs;
+	bool prepare;          /* no such consumer yet: create its handle here */
+	kd_consumer *prepared; /* ... created off the loop; owned by the job until attached */
 	rd_kafka_resp_err_t err;
 	int daemon_err; /* a daemon error code (zookeeper probe) */
 	char errmsg[512];
@@ -279,6 +282,9 @@ static void open_run(bg_job *job)
 	if (!oj->err && oj->spec.mode == KD_MODE_ZOOKEEPER)
 		oj->daemon_err = zk_probe(oj->spec.zk_connect, oj->spec.zk_connection_timeout_ms, oj->errmsg,
 					  sizeof(oj->errmsg));
+	if (!oj->err && !oj->daemon_err && oj->prepare &&
+	    !(oj->prepared = consumers_prepare(oj->cs, &oj->spec, oj->errmsg, sizeof(oj->errmsg))))
+		oj->daemon_err = KD_ERR_INVALID_ARGUMENT;
 }
 
 static void open_done(bg_job *job, kd_session *s)
@@ -301,7 +307,9 @@ static void open_done(bg_job *job, kd_session *s)
 	}
 	kd_attach *a = NULL;
 	char err[512];
-	int rc = consumers_attach(s->d->consumers, &oj->spec, s->id, s, &a, err, sizeof(err));
+	kd_consumer *prepared = oj->prepared;
+	oj->prepared = NULL; /* consumers_attach takes it */
+	int rc = consumers_attach(s->d->consumers, &oj->spec, prepared, s->id, s, &a, err, sizeof(err));
 	if (rc) {
 		session_reply_error(s, &req, rc, "%s", err);
 		return;
@@ -327,6 +335,7 @@ static void open_done(bg_job *job, kd_session *s)
 static void open_cleanup(bg_job *job)
 {
 	open_job *oj = job->data;
+	consumers_discard(oj->prepared); /* the request failed or its connection went */
 	consumer_spec_free(&oj->spec);
 	free(oj);
 }
@@ -535,6 +544,8 @@ void op_consumer_open(kd_session *s, const kd_request *req, const char *payload,
 		free(job);
 		return;
 	}
+	oj->cs = s->d->consumers;
+	oj->prepare = !consumers_exists(oj->cs, &oj->spec);
 	job->run = open_run;
 	job->done = open_done;
 	job->cleanup = open_cleanup;
