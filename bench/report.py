@@ -530,7 +530,8 @@ def conditions(d: Dict[str, Any], producer: Optional[Dict[str, Any]]) -> List[st
         f"- broker: Apache Kafka {v.get('kafka broker', '?')}, started for the run by scripts/bench.sh; JVM "
         f"`{d['meta']['broker_jvm_opts']}`; num.network.threads 2, num.io.threads 4, data under /tmp; every "
         "topic fresh, 6 partitions, RF 1; JMX on 127.0.0.1 only (for its connection counters)",
-        "- kafkad: build/daemon/kafkad (meson debugoptimized), three daemons on the same broker: linger.ms=5 "
+        "- kafkad: a meson debugoptimized build of the commit under versions (scripts/bench.sh's $KAFKAD, "
+        "default build/daemon/kafkad), three daemons on the same broker: linger.ms=5 "
         "(producer benchmark A), linger.ms=0 (producer benchmark B, cold start, short-lived processes) and a "
         "fresh linger.ms=5 one (footprint, fan-in, local hop); all acks=all, compression none, "
         "queue.buffering.max.messages=1000000, queue.buffering.max.kbytes=1048576, log_level warn; kafkad's "
