@@ -29,6 +29,8 @@
 #   BENCH_MESSAGES    producer benchmark: scenario A messages per contender (default 500000)
 #   BENCH_SIDECAR_ARGS  extra options for `sidecar_bench.py run` (e.g. "--short-procs 100
 #                     --fanin-reps 1"; see sidecar_bench.py run --help)
+#   BENCH_DAEMON_PROPS  extra lines for the daemons' [cluster main] (librdkafka properties,
+#                     e.g. "batch.num.messages = 100000"), for experiments
 #   BENCH_NICE        run everything (broker, daemons, clients) at this nice value, e.g. -10
 #                     on a shared machine (negative values need root); default: unchanged
 #   KAFKA_CLUSTER_BROKER_JVM_OPTS  broker JVM options (default "-Xmx1g -XX:+UseSerialGC":
@@ -173,6 +175,7 @@ linger.ms = $linger
 compression.type = none
 queue.buffering.max.messages = 1000000
 queue.buffering.max.kbytes = 1048576
+${BENCH_DAEMON_PROPS:-}
 EOF
     "$KAFKAD" -c "$RUN/$name.conf" >"$RUN/$name.log" 2>&1 &
     DAEMON_PID=$!
