@@ -800,6 +800,20 @@ static void watermarks_run(bg_job *job)
 	query_job *q = job->data;
 	int64_t lo = -1, hi = -1;
 	rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(q->rk, q->topic, q->partition, &lo, &hi, q->timeout_ms);
+	if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+		/* librdkafka says so for a missing topic too: tell them apart like
+		 * metadata and consumer_open do (all topics: asking for this one
+		 * could have the broker create it) */
+		const rd_kafka_metadata_t *md = NULL;
+		if (rd_kafka_metadata(q->rk, 1, NULL, &md, q->timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			bool found = false;
+			for (int i = 0; i < md->topic_cnt && !found; i++)
+				found = strcmp(md->topics[i].topic, q->topic) == 0 && !md->topics[i].err;
+			if (!found)
+				err = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+			rd_kafka_metadata_destroy(md);
+		}
+	}
 	if (err) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "watermarks of %s[%d]: %s", q->topic, q->partition, rd_kafka_err2str(err));

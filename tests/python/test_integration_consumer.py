@@ -278,6 +278,15 @@ def test_simple_consumer_all_partitions_fields_and_eof(kafka_cluster, daemon):
             assert eof == {p: 50 for p in range(4)}
             assert [c.watermarks(topic, p) for p in range(4)] == [(0, 50)] * 4
             assert con.watermarks(topic, 1) == (0, 50)
+            # a partition the topic lacks, and a topic that does not exist
+            with pytest.raises(E.KafkaError) as ei:
+                c.watermarks(topic, 9)
+            assert ei.value.name == "_UNKNOWN_PARTITION", ei.value
+            missing = "no-such-topic-" + uuid.uuid4().hex[:8]
+            with pytest.raises(E.KafkaError) as ei:
+                c.watermarks(missing, 0)
+            assert ei.value.name == "UNKNOWN_TOPIC_OR_PART" and ei.value.code == 10003, ei.value
+            assert missing not in c.metadata().topics, "asking must not create the topic"
 
 
 def test_simple_explicit_partitions_split(kafka_cluster, daemon):
