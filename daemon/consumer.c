@@ -871,6 +871,7 @@ static kd_consumer *consumer_prepare(kd_consumers *cs, kd_consumer_spec *spec, c
 	kd_cluster *cl = c->spec.cluster;
 	const kd_cluster_conf *cc = cluster_conf(cl);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, log_rdkafka);
 	char bootstrap[1024];
 	if (strcmp(cc->bootstrap, "mock") == 0) {
 		rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(cluster_rk(cl));

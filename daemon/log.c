@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 static atomic_int current_level = KD_LOG_INFO;
 
 void log_set_level(int level) { atomic_store(&current_level, level); }
@@ -23,6 +25,16 @@ int log_level_parse(const char *name)
 		if (strcmp(names[i].name, name) == 0)
 			return names[i].level;
 	return -1;
+}
+
+void log_rdkafka(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	/* syslog levels both; librdkafka's 0..2 (emerg..crit) count as errors.
+	 * FAIL lines repeat what the daemon's error callbacks already log. */
+	if (strcmp(fac, "FAIL") == 0)
+		level = KD_LOG_DEBUG;
+	log_msg(level < KD_LOG_ERROR ? KD_LOG_ERROR : level, "librdkafka %s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac,
+		buf);
 }
 
 void log_msg(int level, const char *fmt, ...)

@@ -12,6 +12,12 @@ int log_get_level(void);
 int log_level_parse(const char *name);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* librdkafka's log callback (rd_kafka_conf_set_log_cb; any librdkafka
+ * thread): its lines in the daemon's format and level filter, tagged with
+ * the client's name and facility. rk is a const rd_kafka_t *. */
+struct rd_kafka_s;
+void log_rdkafka(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf);
+
 #define log_error(...) log_msg(KD_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(KD_LOG_WARN, __VA_ARGS__)
 #define log_notice(...) log_msg(KD_LOG_NOTICE, __VA_ARGS__)

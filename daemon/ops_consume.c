@@ -706,6 +706,7 @@ static void committed_run(bg_job *job)
 	query_job *q = job->data;
 	char errstr[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, log_rdkafka);
 	rd_kafka_conf_set(conf, "bootstrap.servers", q->bootstrap, errstr, sizeof(errstr));
 	rd_kafka_conf_set(conf, "group.id", q->group, errstr, sizeof(errstr));
 	rd_kafka_conf_set(conf, "client.id", "kafkad-offsets", errstr, sizeof(errstr));

@@ -578,6 +578,7 @@ static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *c
 	c->pipefd[0] = c->pipefd[1] = -1;
 	c->default_partitioner = KD_PART_CONSISTENT_RANDOM;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, log_rdkafka);
 	/* kafkad's defaults; any of them can be overridden in the cluster section. */
 	static const char *const defaults[][2] = {
 		{"client.id", "kafkad"},
