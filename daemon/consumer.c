@@ -65,6 +65,7 @@ struct kd_attach {
 	kd_event *events;
 	uint32_t n_events, cap_events;
 	uint32_t rr; /* round-robin start over held partitions */
+	uint64_t buffered; /* messages buffered in the partitions it holds (set_holder) */
 	bool waiting;
 	kd_attach *next;
 	UT_hash_handle hh;
@@ -170,6 +171,8 @@ static int msg_topic_index(kd_consumer *c, rd_kafka_topic_t *rkt)
 
 static void buf_clear(kd_cpart *p)
 {
+	if (p->holder)
+		p->holder->buffered -= p->len;
 	while (p->len) {
 		rd_kafka_message_destroy(p->buf[p->head].m);
 		p->head = (p->head + 1) % p->cap;
@@ -216,9 +219,23 @@ static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
 	e->m = m;
 	e->cost = msg_cost(m, &e->has_headers);
 	p->len++;
+	if (p->holder)
+		p->holder->buffered++;
 	p->eof_pending = false;
 	p->bytes += e->cost;
 	return true;
+}
+
+/* Every change of a partition's holder goes through here, so each
+ * attachment knows how many buffered messages it could be handed without
+ * scanning the partitions (attach_has_output runs on every intake). */
+static void set_holder(kd_cpart *p, kd_attach *a)
+{
+	if (p->holder)
+		p->holder->buffered -= p->len;
+	p->holder = a;
+	if (a)
+		a->buffered += p->len;
 }
 
 static void set_paused(kd_consumer *c, kd_cpart *p, bool pause)
@@ -350,7 +367,7 @@ static void release_part(kd_consumer *c, kd_cpart *p)
 	if (!a)
 		return;
 	push_event(a, EV_REVOKED, p->tidx, p->partition, -1);
-	p->holder = NULL;
+	set_holder(p, NULL);
 	if (p->next_hand != OFFSET_UNKNOWN && p->commit_pos != OFFSET_UNKNOWN && p->next_hand > p->commit_pos)
 		rewind_part(c, p);
 	p->next_hand = OFFSET_UNKNOWN;
@@ -377,7 +394,7 @@ static void remove_part(kd_consumer *c, kd_cpart *p)
 {
 	if (p->holder) {
 		push_event(p->holder, EV_REVOKED, p->tidx, p->partition, -1);
-		p->holder = NULL;
+		set_holder(p, NULL);
 	}
 	buf_clear(p);
 	for (kd_cpart **pp = &c->parts; *pp; pp = &(*pp)->next)
@@ -457,7 +474,7 @@ static void rebalance_leases(kd_consumer *c)
 			continue;
 		for (i = 0; i < n; i++)
 			if (held[i] < quota[i]) {
-				p->holder = order[i];
+				set_holder(p, order[i]);
 				held[i]++;
 				push_event(order[i], EV_ASSIGNED, p->tidx, p->partition, -1);
 				break;
@@ -1230,12 +1247,7 @@ bool attach_has_output(const kd_attach *a)
 {
 	if (a->n_events)
 		return true;
-	if (!may_hand_out(a->c))
-		return false;
-	for (kd_cpart *p = a->c->parts; p; p = p->next)
-		if (p->holder == a && p->len)
-			return true;
-	return false;
+	return a->buffered > 0 && may_hand_out(a->c);
 }
 
 void attach_set_waiting(kd_attach *a, bool waiting) { a->waiting = waiting; }
@@ -1342,6 +1354,7 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 			p->bytes -= e->cost;
 			p->head = (p->head + 1) % p->cap;
 			p->len--;
+			a->buffered--; /* p->holder == a */
 			rd_kafka_message_destroy(m);
 		}
 		if (p->paused && p->len < PART_BUF_MAX_MSGS / 8 && p->bytes < PART_BUF_MAX_BYTES / 8)
