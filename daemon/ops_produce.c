@@ -286,10 +286,8 @@ static bool produce_values(kd_session *s, const produce_args *pa, uint64_t first
 	return true;
 }
 
-/* Enqueues messages from *cursor on. Stops (RUN_HELD) when there is no room:
- * librdkafka's queue is full or the connection reached max_pending. Runs of
- * bare values go to librdkafka in batches, message maps one by one. */
-static enum run_result produce_messages(kd_session *s, const produce_args *pa, uint64_t first_seq, uint32_t *cursor)
+/* Runs of bare values go to librdkafka in batches, message maps one by one. */
+static enum run_result enqueue_messages(kd_session *s, const produce_args *pa, uint64_t first_seq, uint32_t *cursor)
 {
 	kd_producers *prod = s->d->producers;
 	while (*cursor < pa->count) {
@@ -320,6 +318,19 @@ static enum run_result produce_messages(kd_session *s, const produce_args *pa, u
 		(*cursor)++;
 	}
 	return RUN_DONE;
+}
+
+/* Enqueues messages from *cursor on. Stops (RUN_HELD) when there is no room:
+ * librdkafka's queue is full or the connection reached max_pending. When
+ * the caller waits for the outcome (ack wait), what was enqueued is sent at
+ * once rather than after linger.ms. */
+static enum run_result produce_messages(kd_session *s, const produce_args *pa, uint64_t first_seq, uint32_t *cursor)
+{
+	uint32_t before = *cursor;
+	enum run_result rr = enqueue_messages(s, pa, first_seq, cursor);
+	if (pa->ack == KD_ACK_WAIT && *cursor > before)
+		cluster_send_now(pa->cluster);
+	return rr;
 }
 
 static void answer_produce(kd_session *s, const kd_request *req, const produce_args *pa, uint64_t first_seq)
@@ -417,11 +428,7 @@ static void resume_held(kd_session *s)
 			pop_held(s);
 			continue;
 		}
-		uint32_t before = h->cursor;
-		enum run_result rr = produce_messages(s, &pa, h->first_seq, &h->cursor);
-		if (pa.ack == KD_ACK_WAIT && h->cursor > before)
-			cluster_send_now(pa.cluster);
-		if (rr == RUN_HELD)
+		if (produce_messages(s, &pa, h->first_seq, &h->cursor) == RUN_HELD)
 			return;
 		/* answer after unlinking: a failed write may close the session */
 		kd_request req = h->req;
@@ -473,15 +480,9 @@ void op_produce(kd_session *s, const kd_request *req, const char *payload, uint3
 	}
 	uint32_t cursor = 0;
 	/* behind held requests it waits its turn (message order) */
-	if (!s->held) {
-		enum run_result rr = produce_messages(s, &pa, first_seq, &cursor);
-		/* the caller waits: no point in librdkafka lingering over it */
-		if (pa.ack == KD_ACK_WAIT && cursor > 0)
-			cluster_send_now(pa.cluster);
-		if (rr == RUN_DONE) {
-			answer_produce(s, req, &pa, first_seq);
-			return;
-		}
+	if (!s->held && produce_messages(s, &pa, first_seq, &cursor) == RUN_DONE) {
+		answer_produce(s, req, &pa, first_seq);
+		return;
 	}
 	if (!hold_produce(s, payload, len, first_seq, cursor, pa.count)) {
 		log_error("connection #%llu: out of memory holding a produce request", (unsigned long long)s->id);
