@@ -1120,27 +1120,19 @@ int consumers_attach(kd_consumers *cs, kd_consumer_spec *spec, kd_consumer *prep
 		     kd_attach **out, char *err, size_t errlen)
 {
 	kd_consumer *c = find_by_key(cs, prepared ? &prepared->spec : spec);
-	if (c) { /* joined meanwhile (or found at once) */
+	if (c) /* joined meanwhile (or found at once) */
 		consumers_discard(prepared);
-	} else if (prepared) {
-		if (!consumer_activate(prepared, err, errlen))
-			c = NULL;
-		else
-			c = prepared;
-		if (!c) {
-			consumer_spec_free(spec);
-			return KD_ERR_INVALID_ARGUMENT;
-		}
-	} else {
+	else if (prepared)
+		c = consumer_activate(prepared, err, errlen) ? prepared : NULL;
+	else
 		c = consumer_new(cs, spec, err, errlen);
-		if (!c) {
-			consumer_spec_free(spec);
-			return KD_ERR_INVALID_ARGUMENT;
-		}
-	}
 	consumer_spec_free(spec);
+	if (!c)
+		return KD_ERR_INVALID_ARGUMENT;
 	kd_attach *a = calloc(1, sizeof(*a));
 	if (!a) {
+		if (c->n_attaches == 0 && !c->spec.declared)
+			close_consumer(c); /* nobody would ever close it */
 		snprintf(err, errlen, "out of memory");
 		return KD_ERR_INTERNAL;
 	}

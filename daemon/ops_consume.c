@@ -279,7 +279,9 @@ static void open_run(bg_job *job)
 				 oj->spec.partitions[i]);
 		}
 	rd_kafka_metadata_destroy(md);
-	if (!oj->err && oj->spec.mode == KD_MODE_ZOOKEEPER)
+	/* a new ZooKeeper member: find out now whether its ensemble answers
+	 * (an existing member has; attaching to it needs no ZooKeeper call) */
+	if (!oj->err && oj->prepare && oj->spec.mode == KD_MODE_ZOOKEEPER)
 		oj->daemon_err = zk_probe(oj->spec.zk_connect, oj->spec.zk_connection_timeout_ms, oj->errmsg,
 					  sizeof(oj->errmsg));
 	if (!oj->err && !oj->daemon_err && oj->prepare &&
