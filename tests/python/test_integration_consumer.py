@@ -784,3 +784,43 @@ def test_eof_is_reported_once_the_buffered_messages_are_taken(kafka_cluster, dae
             events += res["events"]
         assert got == 100
         assert [(e["partition"], e["offset"]) for e in events if e["type"] == "eof"] == [(0, 100)]
+
+
+def vanish_mid_open(sock: str, args: Dict[str, Any]) -> None:
+    """Sends consumer_open on a fresh connection and closes it at once,
+    before the answer (the open runs on the daemon's thread pool)."""
+    import socket as _socket
+
+    import msgpack
+
+    payload = msgpack.packb([1, "consumer_open", args], use_bin_type=True)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.connect(sock)
+    s.sendall(len(payload).to_bytes(4, "big") + payload)
+    s.close()
+
+
+def test_client_vanishing_mid_consumer_open_leaves_nothing_behind(kafka_cluster, daemon_factory):
+    """Connections that send consumer_open and go away before the answer:
+    the consumer prepared for them off the loop is dropped (or, if it was
+    attached first, closed as its last user left); the daemon serves on,
+    lists none of them, and exits cleanly (the ASan run checks for leaks)."""
+    d = daemon_factory(extra=GROUP_PROPS + "[daemon]\nconsumer_linger_ms = 0\n")
+    topic = kafka_cluster.new_topic("cvanish", partitions=2)
+    groups = [f"vanish-{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+    for i, g in enumerate(groups):
+        vanish_mid_open(d.socket, {"topic": topic, "mode": "group" if i % 2 else "simple", "group": g})
+    with Client(d.socket) as c:
+        assert c.ping() >= 0
+
+        def leftovers() -> List[str]:
+            return [e["consumer"] for e in c.stats()["consumers"] if any(g in e["consumer"] for g in groups)]
+
+        deadline = time.monotonic() + WAIT
+        while leftovers():
+            assert time.monotonic() < deadline, f"consumers of vanished connections still open: {leftovers()}"
+            time.sleep(0.1)
+        # the daemon still opens and serves consumers
+        with c.consumer(topic, group=groups[0], auto_offset_reset="earliest") as con:
+            assert con.consume(10, timeout=0.2) == []
+    assert d.stop() == 0

@@ -796,6 +796,33 @@ def test_declared_member_outlives_app_restarts(zk_cluster, zk_daemon_factory, kz
     assert d.stop() == 0
 
 
+def test_client_vanishing_mid_open_leaves_no_member(zk_cluster, zk_daemon_factory, kz):
+    """consumer_open in zookeeper mode from connections that close before
+    the answer: whether the daemon dropped the prepared consumer or attached
+    and then lost its only user, no member stays registered in ZooKeeper and
+    no owner node is left; the daemon serves on and exits cleanly."""
+    from test_integration_consumer import vanish_mid_open
+
+    topic = zk_cluster.new_topic("zkvanish", partitions=2)
+    group = new_group("zkvanish")
+    d = zk_daemon_factory(extra=DAEMON_EXTRA + "[daemon]\nconsumer_linger_ms = 0\n")
+    args = {"mode": "zookeeper", "group": group, "topic": topic, "zookeeper_connect": zk_cluster.zookeeper}
+    for _ in range(3):
+        vanish_mid_open(d.socket, args)
+    with kafkad.Client(d.socket, timeout=30) as cl:
+        assert cl.ping() > 0
+        wait_until(lambda: not [e for e in cl.stats()["consumers"] if group in e["consumer"]],
+                   "the vanished connections' consumers to close")
+        wait_until(lambda: zk_ids(kz, group, topic) == [] and zk_owners(kz, group, topic) == {},
+                   "no member or owner node left in ZooKeeper",
+                   diag=lambda: f"ids {zk_ids(kz, group, topic)} owners {zk_owners(kz, group, topic)}")
+        res = cl.call("consumer_open", args)  # a member can still join
+        assert res["member_id"]
+        wait_until(lambda: zk_ids(kz, group, topic) == [res["member_id"]], "the new member's registration")
+        cl.call("consumer_close", {"handle": res["handle"]})
+    assert d.stop() == 0
+
+
 # --------------------------------------------------------------------------- the seed's example
 
 
