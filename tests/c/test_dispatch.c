@@ -421,23 +421,34 @@ static int recv_exact(int fd, void *buf, size_t len)
 	return 1;
 }
 
-/* One frame from the daemon as JSON, or NULL on EOF. */
-static json_t *recv_msg(int fd)
+/* Reads one frame and unpacks it into *o (in z, which the caller destroys
+ * along with *buf). Returns false on EOF before the frame; a frame that is
+ * not exactly one msgpack value fails the test. */
+static bool recv_frame(int fd, char **buf, msgpack_zone *z, msgpack_object *o)
 {
 	uint8_t hdr[4];
 	if (!recv_exact(fd, hdr, 4))
-		return NULL;
+		return false;
 	uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
 	ck_assert_msg(n >= 1 && n <= (16u << 20), "daemon sent a frame of length %u", n);
-	char *buf = malloc(n);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_msg(recv_exact(fd, buf, n), "EOF inside a frame");
-	msgpack_zone z;
-	msgpack_zone_init(&z, 4096);
-	msgpack_object o;
+	*buf = malloc(n);
+	ck_assert_ptr_nonnull(*buf);
+	ck_assert_msg(recv_exact(fd, *buf, n), "EOF inside a frame");
+	msgpack_zone_init(z, 4096);
 	size_t off = 0;
-	ck_assert_msg(msgpack_unpack(buf, n, &off, &z, &o) == MSGPACK_UNPACK_SUCCESS && off == n,
+	ck_assert_msg(msgpack_unpack(*buf, n, &off, z, o) == MSGPACK_UNPACK_SUCCESS && off == n,
 		      "daemon sent a frame that is not exactly one msgpack value");
+	return true;
+}
+
+/* One frame from the daemon as JSON, or NULL on EOF. */
+static json_t *recv_msg(int fd)
+{
+	char *buf;
+	msgpack_zone z;
+	msgpack_object o;
+	if (!recv_frame(fd, &buf, &z, &o))
+		return NULL;
 	char err[256];
 	json_t *j = tu_to_json(&o, err, sizeof(err));
 	ck_assert_msg(j != NULL, "daemon response: %s", err);
@@ -1598,20 +1609,11 @@ static uint64_t fuzz_rng(void)
  * (UINT64_MAX when nil) and *code (0 on success). */
 static bool recv_raw(int fd, uint64_t *id, int64_t *code)
 {
-	uint8_t hdr[4];
-	if (!recv_exact(fd, hdr, 4))
-		return false;
-	uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-	ck_assert_msg(n >= 1 && n <= (16u << 20), "daemon sent a frame of length %u", n);
-	char *buf = malloc(n);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_msg(recv_exact(fd, buf, n), "EOF inside a frame");
+	char *buf;
 	msgpack_zone z;
-	msgpack_zone_init(&z, 4096);
 	msgpack_object o;
-	size_t off = 0;
-	ck_assert_msg(msgpack_unpack(buf, n, &off, &z, &o) == MSGPACK_UNPACK_SUCCESS && off == n,
-		      "daemon sent a frame that is not exactly one msgpack value");
+	if (!recv_frame(fd, &buf, &z, &o))
+		return false;
 	ck_assert_msg(o.type == MSGPACK_OBJECT_ARRAY && o.via.array.size == 3, "not a response envelope");
 	const msgpack_object *e = o.via.array.ptr;
 	ck_assert(e[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER || e[0].type == MSGPACK_OBJECT_NIL);
