@@ -625,7 +625,8 @@ class Env:
 
 def build_rdkafka(path: str) -> None:
     src = HERE / "rdkafka_consume.c"
-    if os.path.exists(path) and os.path.getmtime(path) >= src.stat().st_mtime:
+    newest = max(src.stat().st_mtime, (HERE / "rdkafka_common.h").stat().st_mtime)  # the source and its header
+    if os.path.exists(path) and os.path.getmtime(path) >= newest:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "rdkafka"], stdout=subprocess.PIPE, text=True,

@@ -19,115 +19,19 @@
  * machine's busy CPU (/proc/stat) and, with KB_WATCH_PIDS="name:pid,..." in
  * the environment, those processes' utime+stime (/proc/PID/stat).
  *
- * Build: cc -O2 -o build/bench/rdkafka_consume bench/rdkafka_consume.c \
+ * Build (includes rdkafka_common.h): cc -O2 -o build/bench/rdkafka_consume bench/rdkafka_consume.c \
  *            $(pkg-config --cflags --libs rdkafka)
  */
-#include <librdkafka/rdkafka.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
+#define BENCH_PROG "rdkafka_consume"
+#include "rdkafka_common.h"
 
-#define MAX_WATCH 8
+#include <stdint.h>
 
 typedef struct snap {
 	long n; /* messages in hand */
 	double wall, cpu, busy;
 	double watch[MAX_WATCH];
 } snap;
-
-static char watch_name[MAX_WATCH][32];
-static long watch_pid[MAX_WATCH];
-static int n_watches;
-
-static void die(const char *what, const char *why)
-{
-	fprintf(stderr, "rdkafka_consume: %s: %s\n", what, why);
-	exit(1);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double self_cpu_s(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* utime+stime of a process in seconds (/proc/PID/stat fields 14 and 15), -1 if gone. */
-static double proc_cpu_s(long pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	unsigned long long ut = 0, st = 0;
-	int field = 2;
-	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
-		field++;
-		if (field == 14) {
-			ut = strtoull(tok, NULL, 10);
-		} else if (field == 15) {
-			st = strtoull(tok, NULL, 10);
-			break;
-		}
-	}
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* CPU seconds all CPUs were busy (/proc/stat "cpu" line minus idle and iowait). */
-static double system_busy_s(void)
-{
-	unsigned long long v[8] = {0};
-	FILE *f = fopen("/proc/stat", "r");
-	if (!f)
-		return -1;
-	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		       &v[6], &v[7]);
-	fclose(f);
-	if (n < 8)
-		return -1;
-	unsigned long long busy = 0;
-	for (int i = 0; i < 8; i++)
-		if (i != 3 && i != 4)
-			busy += v[i];
-	return (double)busy / (double)sysconf(_SC_CLK_TCK);
-}
-
-static void parse_watches(void)
-{
-	const char *env = getenv("KB_WATCH_PIDS");
-	if (!env)
-		return;
-	char *copy = strdup(env);
-	char *save = NULL;
-	for (char *item = strtok_r(copy, ",", &save); item && n_watches < MAX_WATCH; item = strtok_r(NULL, ",", &save)) {
-		char *colon = strchr(item, ':');
-		if (!colon)
-			continue;
-		*colon = '\0';
-		snprintf(watch_name[n_watches], sizeof(watch_name[0]), "%s", item);
-		watch_pid[n_watches++] = atol(colon + 1);
-	}
-	free(copy);
-}
 
 static long received;
 
@@ -200,29 +104,16 @@ int main(int argc, char **argv)
 	snap s_start, s_first, s_last;
 	take(&s_start);
 
-	char errstr[512], group[64];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char group[64];
 	snprintf(group, sizeof(group), "consume-bench-c-%ld", (long)getpid());
-	const char *fixed[][2] = {
+	const char *const fixed[][2] = {
 		{"bootstrap.servers", argv[2]},
 		{"group.id", group},
 		{"enable.auto.commit", "false"},
 		{"auto.offset.reset", "earliest"},
 	};
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (rd_kafka_conf_set(conf, fixed[i][0], fixed[i][1], errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-			die(fixed[i][0], errstr);
-	for (int i = 7; i < argc; i++) {
-		char *eq = strchr(argv[i], '=');
-		if (!eq)
-			die(argv[i], "expected key=value");
-		*eq = '\0';
-		if (rd_kafka_conf_set(conf, argv[i], eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-			die(argv[i], errstr);
-	}
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-	if (!rk)
-		die("rd_kafka_new", errstr);
+	rd_kafka_conf_t *conf = new_conf(fixed, sizeof(fixed) / sizeof(fixed[0]), 7, argc, argv);
+	rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, conf);
 	rd_kafka_poll_set_consumer(rk);
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)n_parts);
 	for (long p = 0; p < n_parts; p++)

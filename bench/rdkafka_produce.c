@@ -20,93 +20,14 @@
  * environment it also reports the utime+stime delta of those processes over
  * the same phase (as "watch": {name: seconds}).
  *
- * Build: cc -O2 -o build/bench/rdkafka_produce bench/rdkafka_produce.c \
+ * Build (includes rdkafka_common.h): cc -O2 -o build/bench/rdkafka_produce bench/rdkafka_produce.c \
  *            $(pkg-config --cflags --libs rdkafka)
  */
-#include <librdkafka/rdkafka.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
-
-#define MAX_WATCH 8
+#define BENCH_PROG "rdkafka_produce"
+#include "rdkafka_common.h"
 
 static long delivered, failed;
 static rd_kafka_resp_err_t first_err;
-
-typedef struct watch {
-	char name[32];
-	long pid;
-	double start;
-} watch;
-
-static watch watches[MAX_WATCH];
-static int n_watches;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* utime+stime of a process in seconds from /proc/PID/stat, -1 if unknown. */
-static double proc_cpu_s(long pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	/* fields after the command: 3=state ... 14=utime 15=stime */
-	unsigned long long ut = 0, st = 0;
-	int field = 2;
-	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
-		field++;
-		if (field == 14)
-			ut = strtoull(tok, NULL, 10);
-		else if (field == 15) {
-			st = strtoull(tok, NULL, 10);
-			break;
-		}
-	}
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static void parse_watches(void)
-{
-	const char *env = getenv("KB_WATCH_PIDS");
-	if (!env)
-		return;
-	char *copy = strdup(env);
-	for (char *item = strtok(copy, ","); item && n_watches < MAX_WATCH; item = strtok(NULL, ",")) {
-		char *colon = strchr(item, ':');
-		if (!colon)
-			continue;
-		*colon = '\0';
-		watch *w = &watches[n_watches++];
-		snprintf(w->name, sizeof(w->name), "%s", item);
-		w->pid = atol(colon + 1);
-	}
-	free(copy);
-}
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -119,12 +40,6 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	} else {
 		delivered++;
 	}
-}
-
-static void die(const char *what, const char *why)
-{
-	fprintf(stderr, "rdkafka_produce: %s: %s\n", what, why);
-	exit(1);
 }
 
 static void produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *payload, size_t size, long *queue_full)
@@ -180,22 +95,10 @@ int main(int argc, char **argv)
 		die("COUNT/WARMUP", "COUNT must be > 0, WARMUP >= 0");
 	parse_watches();
 
-	char errstr[512];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", argv[2], errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		die("bootstrap.servers", errstr);
-	for (int i = 7; i < argc; i++) {
-		char *eq = strchr(argv[i], '=');
-		if (!eq)
-			die(argv[i], "expected key=value");
-		*eq = '\0';
-		if (rd_kafka_conf_set(conf, argv[i], eq + 1, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-			die(argv[i], errstr);
-	}
+	const char *const fixed[][2] = {{"bootstrap.servers", argv[2]}};
+	rd_kafka_conf_t *conf = new_conf(fixed, sizeof(fixed) / sizeof(fixed[0]), 7, argc, argv);
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!rk)
-		die("rd_kafka_new", errstr);
+	rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, conf);
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[3], NULL);
 	if (!rkt)
 		die("rd_kafka_topic_new", rd_kafka_err2str(rd_kafka_last_error()));
@@ -216,11 +119,12 @@ int main(int argc, char **argv)
 	delivered = failed = 0;
 	queue_full = 0;
 
+	double watch_start[MAX_WATCH];
 	for (int i = 0; i < n_watches; i++)
-		watches[i].start = proc_cpu_s(watches[i].pid);
-	double c0 = cpu_s(), t0 = now_s();
+		watch_start[i] = proc_cpu_s(watch_pid[i]);
+	double c0 = self_cpu_s(), t0 = now_s();
 	run(rk, rkt, payload, size, count, lat, &queue_full);
-	double t1 = now_s(), c1 = cpu_s();
+	double t1 = now_s(), c1 = self_cpu_s();
 
 	printf("{\"librdkafka\": \"%s\", \"mode\": \"%s\", \"count\": %ld, \"size\": %zu, \"warmup\": %ld, "
 	       "\"warmup_failed\": %ld, \"delivered\": %ld, \"failed\": %ld, \"first_error\": \"%s\", "
@@ -228,9 +132,9 @@ int main(int argc, char **argv)
 	       rd_kafka_version_str(), mode, count, size, warmup, warm_failed, delivered, failed,
 	       failed ? rd_kafka_err2name(first_err) : "", t1 - t0, c1 - c0, queue_full);
 	for (int i = 0; i < n_watches; i++) {
-		double end = proc_cpu_s(watches[i].pid);
-		double d = (end >= 0 && watches[i].start >= 0) ? end - watches[i].start : -1;
-		printf("%s\"%s\": %.3f", i ? ", " : "", watches[i].name, d);
+		double end = proc_cpu_s(watch_pid[i]);
+		double d = (end >= 0 && watch_start[i] >= 0) ? end - watch_start[i] : -1;
+		printf("%s\"%s\": %.3f", i ? ", " : "", watch_name[i], d);
 	}
 	printf("}");
 	if (latency) {

@@ -71,7 +71,7 @@ suite() { case " $SUITES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 RDK_BIN=$REPO/build/bench/rdkafka_produce
 RAW_BIN=$REPO/build/bench/raw_produce
 mkdir -p "$(dirname "$RDK_BIN")"
-if [ ! -x "$RDK_BIN" ] || [ bench/rdkafka_produce.c -nt "$RDK_BIN" ]; then
+if [ ! -x "$RDK_BIN" ] || [ bench/rdkafka_produce.c -nt "$RDK_BIN" ] || [ bench/rdkafka_common.h -nt "$RDK_BIN" ]; then
     say "compiling $RDK_BIN"
     # shellcheck disable=SC2046
     cc -O2 -Wall -Wextra -o "$RDK_BIN" bench/rdkafka_produce.c $(pkg-config --cflags --libs rdkafka)
