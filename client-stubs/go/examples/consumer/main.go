@@ -11,37 +11,23 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
 	"time"
 
 	kafkad "github.com/kafkad/kafkad/client-stubs/go"
+	"github.com/kafkad/kafkad/client-stubs/go/examples/internal/cli"
 )
 
 func main() {
-	topic := flag.String("topic", "", "topic to consume (required)")
+	f := cli.Define("topic to consume (required)")
 	group := flag.String("group", "kafkad-example", "consumer group")
 	n := flag.Int("n", 0, "stop after this many messages (0: run until interrupted)")
-	socket := flag.String("socket", "", "kafkad socket (default $KAFKAD_SOCKET or "+kafkad.DefaultSocket+")")
 	latest := flag.Bool("latest", false, "without a committed offset start at the end (default: the beginning)")
 	idle := flag.Duration("idle", 0, "stop when no message came for this long (0: never)")
 	quiet := flag.Bool("quiet", false, "do not print each message")
-	flag.Parse()
-	if *topic == "" {
-		flag.Usage()
-		os.Exit(2)
-	}
+	f.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop, client := f.Connect()
 	defer stop()
-	opts := []kafkad.Option{}
-	if *socket != "" {
-		opts = append(opts, kafkad.WithSocket(*socket))
-	}
-	client, err := kafkad.Dial(ctx, opts...)
-	if err != nil {
-		log.Fatal(err)
-	}
 	defer client.Close()
 
 	reset := kafkad.OffsetEarliest
@@ -50,7 +36,7 @@ func main() {
 	}
 	consumer, err := client.OpenConsumer(ctx, kafkad.ConsumerConfig{
 		Mode:            kafkad.ModeGroup,
-		Topics:          []string{*topic},
+		Topics:          []string{f.Topic},
 		Group:           *group,
 		AutoOffsetReset: reset,
 	})
@@ -88,5 +74,5 @@ func main() {
 			break
 		}
 	}
-	fmt.Printf("consumed %d messages from %s as group %s\n", count, *topic, *group)
+	fmt.Printf("consumed %d messages from %s as group %s\n", count, f.Topic, *group)
 }

@@ -12,38 +12,26 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"time"
 
 	kafkad "github.com/kafkad/kafkad/client-stubs/go"
+	"github.com/kafkad/kafkad/client-stubs/go/examples/internal/cli"
 )
 
 func main() {
-	topic := flag.String("topic", "", "topic to produce to (required)")
+	f := cli.Define("topic to produce to (required)")
 	n := flag.Int("n", 100, "number of messages")
-	socket := flag.String("socket", "", "kafkad socket (default $KAFKAD_SOCKET or "+kafkad.DefaultSocket+")")
 	cluster := flag.String("cluster", "", "cluster name (default: the daemon's default cluster)")
 	key := flag.String("key", "", "message key (default: none)")
 	timeout := flag.Duration("timeout", time.Minute, "how long to wait for the delivery reports")
-	flag.Parse()
-	if *topic == "" {
-		flag.Usage()
-		os.Exit(2)
-	}
+	f.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	opts := []kafkad.Option{}
-	if *socket != "" {
-		opts = append(opts, kafkad.WithSocket(*socket))
-	}
 	if *cluster != "" {
 		opts = append(opts, kafkad.WithCluster(*cluster))
 	}
-	client, err := kafkad.Dial(ctx, opts...)
-	if err != nil {
-		log.Fatal(err)
-	}
+	ctx, stop, client := f.Connect(opts...)
+	defer stop()
 	defer client.Close()
 
 	// Count the delivery reports while producing.
@@ -71,7 +59,7 @@ func main() {
 		if *key != "" {
 			msg.Key = []byte(*key)
 		}
-		if _, err := client.Produce(ctx, *topic, msg); err != nil {
+		if _, err := client.Produce(ctx, f.Topic, msg); err != nil {
 			log.Fatalf("produce: %v", err)
 		}
 	}
@@ -89,7 +77,7 @@ func main() {
 		}
 	}
 	fmt.Printf("produced %d messages to %s: %d delivered, %d failed (%v)\n",
-		*n, *topic, t.ok, t.failed, time.Since(start).Round(time.Millisecond))
+		*n, f.Topic, t.ok, t.failed, time.Since(start).Round(time.Millisecond))
 	if t.failed > 0 {
 		os.Exit(1)
 	}
