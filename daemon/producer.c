@@ -20,13 +20,47 @@ _Static_assert(sizeof(void *) == 8, "message opaques need 64-bit pointers");
  * wait for a broker thread to wake, short enough not to undo batching. */
 #define SEND_NOW_WINDOW_MAX_MS 10
 
+/* Unkeyed runs: librdkafka's own sticky partitioner reads the clock twice
+ * and takes the partition's reference and lock per message (about a third
+ * of the daemon's CPU per message, measured). For runs of bare values the
+ * daemon picks the partition itself, with the same policy (a random
+ * partition that has a leader, kept for sticky.partitioning.linger.ms), and
+ * hands librdkafka the whole run for that one partition. Which partitions
+ * exist and have a leader comes from a metadata snapshot fetched on the
+ * thread pool (topic_meta_*); until the first one arrives, or when no
+ * partition has a leader, the run goes to librdkafka's partitioner as
+ * before. */
+#define META_REFRESH_MS 10000 /* snapshot age at which it is fetched again */
+#define META_RETRY_MS 1000    /* at most one fetch a second after an error */
+#define META_TIMEOUT_MS 2000  /* rd_kafka_metadata's; bounds shutdown too */
+
 struct kd_topic {
 	char *name;
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *rkt;
+	kd_cluster *cluster;
 	int default_partitioner;
+	/* loop thread only; leader_ok (part_cnt entries, owned) is replaced
+	 * whole by topic_meta_done */
+	int32_t part_cnt; /* 0: no snapshot yet */
+	uint8_t *leader_ok;
+	uint64_t meta_due;     /* uv_now() at which to fetch a new snapshot */
+	uint64_t meta_started; /* uv_now() of the last fetch started */
+	bool meta_busy;
+	int32_t sticky; /* the partition unkeyed runs go to until sticky_until */
+	uint64_t sticky_until;
 	UT_hash_handle hh;
 };
+
+static void topic_meta_refresh(kd_topic *t, uint64_t now);
+
+/* A delivery failure may mean the snapshot is stale (leader gone, topic
+ * recreated): fetch a new one at the next unkeyed run. */
+static void topic_meta_stale(kd_topic *t)
+{
+	if (t)
+		t->meta_due = 0;
+}
 
 struct kd_cluster {
 	kd_producers *owner;
@@ -49,6 +83,9 @@ struct kd_cluster {
 	uv_thread_t fl_thread;
 	uv_mutex_t fl_mu;
 	uv_cond_t fl_cv;
+	/* sticky.partitioning.linger.ms; 0: librdkafka picks per message */
+	int sticky_ms;
+	uint64_t rng; /* xorshift64 state for picking sticky partitions */
 };
 
 typedef struct undelivered {
@@ -355,6 +392,7 @@ static void handle_dr_event(kd_producers *p, rd_kafka_event_t *ev)
 		unpack_opaque(m->_private, &ack, &part, &slot, &seq);
 		if (m->err) {
 			p->counters.delivery_failed++;
+			topic_meta_stale(rd_kafka_topic_opaque(m->rkt));
 			if (p->shutting_down)
 				tally_undelivered(p, rd_kafka_topic_name(m->rkt));
 		} else {
@@ -634,6 +672,15 @@ static int cluster_init(kd_producers *p, kd_cluster *c, const kd_cluster_conf *c
 	size_t linger_len = sizeof(linger);
 	if (rd_kafka_conf_get(rd_kafka_conf(c->rk), "linger.ms", linger, &linger_len) == RD_KAFKA_CONF_OK)
 		c->linger_ms = strtod(linger, NULL);
+	char sticky[64];
+	size_t sticky_len = sizeof(sticky);
+	c->sticky_ms = 10; /* librdkafka's default */
+	if (rd_kafka_conf_get(rd_kafka_conf(c->rk), "sticky.partitioning.linger.ms", sticky, &sticky_len) ==
+	    RD_KAFKA_CONF_OK)
+		c->sticky_ms = atoi(sticky);
+	c->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+	if (c->rng == 0)
+		c->rng = 0x9e3779b97f4a7c15ull;
 	c->fl_window_ms = c->linger_ms < SEND_NOW_WINDOW_MAX_MS ? (int)c->linger_ms + 1 : SEND_NOW_WINDOW_MAX_MS;
 	if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
 		snprintf(err, errlen, "cluster %s: pipe: %s", cc->name, strerror(errno));
@@ -772,6 +819,7 @@ kd_topic *cluster_topic(kd_cluster *c, const char *name, uint32_t len)
 	}
 	t->default_partitioner = c->default_partitioner;
 	t->rk = c->rk;
+	t->cluster = c;
 	rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(c->rk);
 	if (!tc)
 		tc = rd_kafka_topic_conf_new();
@@ -796,8 +844,11 @@ kd_topic *cluster_topic(kd_cluster *c, const char *name, uint32_t len)
 		return NULL;
 	}
 	HASH_ADD_KEYPTR(hh, c->topics, t->name, len, t);
+	topic_meta_refresh(t, uv_now(c->owner->loop)); /* ready for the first unkeyed run */
 	return t;
 }
+
+int32_t topic_partition_count(const kd_topic *t) { return t->part_cnt; }
 
 rd_kafka_resp_err_t producer_send(kd_producers *p, kd_topic *t, kd_outbox *ob, int ack, int partitioner,
 				  uint64_t seq, const kd_message *m)
@@ -818,6 +869,116 @@ rd_kafka_resp_err_t producer_send(kd_producers *p, kd_topic *t, kd_outbox *ob, i
 	return err;
 }
 
+/* --- partitions for unkeyed runs ------------------------------------------ */
+
+typedef struct meta_job {
+	uv_work_t work;
+	kd_topic *t; /* outlives the job: topics are freed after the loop ends */
+	rd_kafka_resp_err_t err;
+	int32_t cnt;
+	uint8_t *leader_ok; /* owned until topic_meta_done takes it */
+} meta_job;
+
+/* Thread pool: reads only t's immutable rk and rkt. */
+static void topic_meta_run(uv_work_t *w)
+{
+	meta_job *j = w->data;
+	const rd_kafka_metadata_t *md = NULL;
+	j->err = rd_kafka_metadata(j->t->rk, 0, j->t->rkt, &md, META_TIMEOUT_MS);
+	if (j->err)
+		return;
+	const rd_kafka_metadata_topic_t *mt = md->topic_cnt == 1 ? &md->topics[0] : NULL;
+	if (!mt || mt->err || mt->partition_cnt <= 0) {
+		j->err = mt && mt->err ? mt->err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+	} else if (!(j->leader_ok = calloc((size_t)mt->partition_cnt, 1))) {
+		j->err = RD_KAFKA_RESP_ERR__FAIL;
+	} else {
+		j->cnt = mt->partition_cnt;
+		for (int i = 0; i < mt->partition_cnt; i++) {
+			const rd_kafka_metadata_partition_t *pm = &mt->partitions[i];
+			if (pm->id >= 0 && pm->id < j->cnt)
+				j->leader_ok[pm->id] =
+					pm->leader >= 0 && pm->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+		}
+	}
+	rd_kafka_metadata_destroy(md);
+}
+
+static void topic_meta_done(uv_work_t *w, int status)
+{
+	meta_job *j = w->data;
+	kd_topic *t = j->t;
+	uint64_t now = uv_now(t->cluster->owner->loop);
+	t->meta_busy = false;
+	if (status == 0 && j->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		free(t->leader_ok);
+		t->leader_ok = j->leader_ok;
+		t->part_cnt = j->cnt;
+		j->leader_ok = NULL;
+		if (t->sticky >= t->part_cnt || !t->leader_ok[t->sticky])
+			t->sticky_until = 0;
+		t->meta_due = now + META_REFRESH_MS;
+	} else {
+		/* keep the last snapshot: librdkafka copes with a stale choice */
+		t->meta_due = now + META_RETRY_MS;
+	}
+	free(j->leader_ok);
+	free(j);
+}
+
+static void topic_meta_refresh(kd_topic *t, uint64_t now)
+{
+	if (t->meta_busy || now < t->meta_due || now < t->meta_started + META_RETRY_MS ||
+	    t->cluster->owner->shutting_down)
+		return;
+	meta_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->t = t;
+	j->work.data = j;
+	if (uv_queue_work(t->cluster->owner->loop, &j->work, topic_meta_run, topic_meta_done) != 0) {
+		free(j);
+		return;
+	}
+	t->meta_busy = true;
+	t->meta_started = now;
+}
+
+static uint64_t xorshift64(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+/* The partition for the next unkeyed run, or RD_KAFKA_PARTITION_UA to let
+ * librdkafka's partitioner decide (no snapshot yet, sticky partitioning
+ * off, or no partition with a leader). */
+static int32_t topic_sticky_partition(kd_topic *t)
+{
+	kd_cluster *c = t->cluster;
+	if (c->sticky_ms <= 0)
+		return RD_KAFKA_PARTITION_UA;
+	uint64_t now = uv_now(c->owner->loop);
+	topic_meta_refresh(t, now);
+	if (t->part_cnt <= 0)
+		return RD_KAFKA_PARTITION_UA;
+	if (now < t->sticky_until)
+		return t->sticky;
+	int32_t start = (int32_t)(xorshift64(&c->rng) % (uint64_t)t->part_cnt);
+	for (int32_t k = 0; k < t->part_cnt; k++) {
+		int32_t cand = (start + k) % t->part_cnt;
+		if (t->leader_ok[cand]) {
+			t->sticky = cand;
+			t->sticky_until = now + (uint64_t)c->sticky_ms;
+			return cand;
+		}
+	}
+	return RD_KAFKA_PARTITION_UA;
+}
+
 uint32_t producer_send_values(kd_producers *p, kd_topic *t, kd_outbox *ob, int ack, int partitioner,
 			      uint64_t first_seq, const kd_value *vals, uint32_t n, bool *full)
 {
@@ -825,19 +986,30 @@ uint32_t producer_send_values(kd_producers *p, kd_topic *t, kd_outbox *ob, int a
 	*full = false;
 	if (n > KD_SEND_VALUES_MAX)
 		n = KD_SEND_VALUES_MAX;
+	/* Unkeyed messages: librdkafka's partitioner would not call
+	 * partitioner_cb for them (it goes sticky for a NULL key whatever the
+	 * partitioner), so choosing here changes no outcome. */
+	int32_t partition = topic_sticky_partition(t);
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t seq = ack == KD_ACK_NONE ? 0 : first_seq + i;
 		/* the fields librdkafka reads; err and offset are outputs */
 		msgs[i] = (rd_kafka_message_t){
-			.partition = RD_KAFKA_PARTITION_UA,
+			.partition = partition,
 			.payload = (void *)vals[i].ptr,
 			.len = vals[i].len,
 			._private = pack_opaque(ack, partitioner, ob->slot, seq),
 		};
 	}
-	/* Partition UA: the partitioner (partitioner_cb) runs per message with
-	 * its opaque, exactly as for rd_kafka_producev. */
-	int good = rd_kafka_produce_batch(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, msgs, (int)n);
+	int good = rd_kafka_produce_batch(t->rkt, partition, RD_KAFKA_MSG_F_COPY, msgs, (int)n);
+	if (good == 0 && n > 0 && partition != RD_KAFKA_PARTITION_UA &&
+	    msgs[0].err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+		/* the snapshot knew more partitions than librdkafka does now */
+		topic_meta_stale(t);
+		t->sticky_until = 0;
+		for (uint32_t i = 0; i < n; i++)
+			msgs[i].partition = RD_KAFKA_PARTITION_UA;
+		good = rd_kafka_produce_batch(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, msgs, (int)n);
+	}
 	ob->inflight += (uint64_t)good;
 	if (ack == KD_ACK_REPORT)
 		ob->inflight_reported += (uint64_t)good;
@@ -894,6 +1066,7 @@ void producers_destroy(kd_producers *p)
 		HASH_ITER(hh, c->topics, t, tmp) {
 			HASH_DEL(c->topics, t);
 			rd_kafka_topic_destroy(t->rkt);
+			free(t->leader_ok);
 			free(t->name);
 			free(t);
 		}

@@ -130,6 +130,11 @@ const char *cluster_stats_json(const kd_cluster *c);
 /* Topic handle for name (created on first use, owned by the cluster).
  * Returns NULL if name is not a valid topic name. */
 kd_topic *cluster_topic(kd_cluster *c, const char *name, uint32_t len);
+/* Partitions in the topic's metadata snapshot, which decides where runs of
+ * unkeyed values go (producer_send_values); 0 until the first one arrives
+ * (it is fetched on the thread pool when the topic is first used, then every
+ * 10 s and after delivery failures while the topic is in use). */
+int32_t topic_partition_count(const kd_topic *t);
 
 /* Outboxes: one per connection. */
 kd_outbox *outbox_create(kd_producers *p, uint64_t conn_id, const kd_outbox_ops *ops, void *owner);
@@ -169,9 +174,14 @@ typedef struct kd_value {
 /* Enqueues vals[0..n-1] (n <= KD_SEND_VALUES_MAX) in order with one
  * rd_kafka_produce_batch() call: what producer_send does n times, but
  * librdkafka takes the topic lock and stamps the messages' timestamp and
- * timeout once per call instead of per message (the partitioner still runs
- * per message). Message i gets seq first_seq + i (ack none: 0). A message
- * librdkafka refuses for another reason than a full queue gets that outcome
+ * timeout once per call instead of per message. The call's messages all go
+ * to one partition, chosen as librdkafka's sticky partitioner would for an
+ * unkeyed message (random among those with a leader, kept for
+ * sticky.partitioning.linger.ms), so librdkafka runs no partitioner per
+ * message; without a metadata snapshot yet, or with
+ * sticky.partitioning.linger.ms = 0, librdkafka's partitioner decides.
+ * Message i gets seq first_seq + i (ack none: 0). A message librdkafka
+ * refuses for another reason than a full queue gets that outcome
  * (outbox_record_failure), as with producer_send. Stops at the first
  * message that finds the queue full (nothing after it is enqueued either)
  * and sets *full. Returns how many messages have been enqueued or given an
