@@ -1,33 +1,43 @@
-"""Helpers shared by the benchmarks (produce_bench.py, sidecar_bench.py, report.py).
+"""Helpers shared by the benchmarks (produce_bench.py, consume_bench.py,
+sidecar_bench.py, report.py).
 
 Measurement: CPU of this process, of other processes (/proc/PID/stat) and of
 the whole machine (/proc/stat, for the "other load" noise indicator), memory
 of a process (/proc/PID/status, with the peak reset through clear_refs),
 connections to the broker (``ss`` samples, and the broker's own counters over
-JMX), plus the machine/version description and the table formatter every
-report uses.  Standard library only: the benchmark's worker processes import
-this module too.
+JMX).  Worker processes: the watch list they get (KB_WATCH_PIDS), running one
+and reading its JSON line, the rotating contender order.  The producer
+contenders' delivery-report counters and measured produce loops, which the
+producer and the sidecar benchmarks both run.  Plus the machine/version
+description, the table formatter every report uses, and the bar charts and
+result files of the producer and consumer reports.  Standard library only
+(matplotlib is imported by the chart helpers when called): the benchmark's
+worker processes import this module too.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 KAFKA_VERSION = "3.9.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+POLL_EVERY = 1024  # the producer contenders poll(0) once per this many messages
 
 
 # --------------------------------------------------------------------------
@@ -119,6 +129,163 @@ class LoadMeter:
             "other_cpu_s": max(0.0, other),
             "other_cpu_frac": max(0.0, other) / max(wall, 1e-9) / (os.cpu_count() or 1),
         }
+
+
+# --------------------------------------------------------------------------
+# worker processes
+
+
+def parse_watch(s: str) -> Dict[str, int]:
+    """A watch list "name:pid,..." (KB_WATCH_PIDS, --watch): {name: pid}."""
+    out: Dict[str, int] = {}
+    for item in filter(None, (s or "").split(",")):
+        name, pid = item.split(":")
+        out[name] = int(pid)
+    return out
+
+
+def watch_list(pairs: Iterable[Tuple[str, int]]) -> str:
+    """The watch list "name:pid,..." of the (name, pid) pairs that have a pid."""
+    return ",".join(f"{k}:{v}" for k, v in pairs if v)
+
+
+def emit(res: Dict[str, Any]) -> None:
+    """A worker's result: one JSON line on stdout."""
+    sys.stdout.write(json.dumps(res) + "\n")
+    sys.stdout.flush()
+
+
+def last_json(out: bytes) -> Optional[Dict[str, Any]]:
+    """The last line of a worker's output that is a JSON object, None if there is none."""
+    lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def run_worker(argv: List[str], env: Dict[str, str], timeout: float, cwd: Path = REPO) -> Tuple[bytes, int, Any]:
+    """Runs one worker process to its end (SIGKILL after ``timeout`` s): its
+    stdout, exit code and rusage (wait4: the whole process's CPU)."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, cwd=str(cwd))
+    killer = threading.Timer(timeout, lambda: os.kill(p.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        out = p.stdout.read() if p.stdout else b""
+        _pid, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        killer.cancel()
+        if p.stdout:
+            p.stdout.close()
+    return out, p.returncode, ru
+
+
+def subcommand_cli(doc: str) -> Tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser]:
+    """The command line of a benchmark run by bench.sh: the parser (its help
+    is ``doc``), its subcommands, and the ``topics`` one with --prefix."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("topics", help="print the topics a run needs")
+    t.add_argument("--prefix", required=True)
+    return ap, sub, t
+
+
+def rotated(names: List[str], rep: int) -> List[str]:
+    """The contenders' order in repetition ``rep``: rotated by one each time."""
+    k = rep % len(names) if names else 0
+    return names[k:] + names[:k]
+
+
+# --------------------------------------------------------------------------
+# producer contenders: delivery reports and the measured produce loops
+
+
+def kafkad_outcomes() -> Tuple[List[int], List[Any], Callable[[Any], None]]:
+    """([delivered], [errors], on_delivery) for the kafkad stub's report mode."""
+    ok = [0]
+    bad: List[Any] = []
+
+    def on_delivery(r: Any) -> None:
+        if r.error is None:
+            ok[0] += 1
+        else:
+            bad.append(r.error)
+
+    return ok, bad, on_delivery
+
+
+def confluent_outcomes() -> Tuple[List[int], List[Any], Callable[[Any, Any], None]]:
+    """([delivered], [errors], on_delivery) for a confluent-kafka Producer."""
+    ok = [0]
+    bad: List[Any] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is None:
+            ok[0] += 1
+        else:
+            bad.append(err)
+
+    return ok, bad, on_delivery
+
+
+def restart_count(ok: List[int], bad: List[Any]) -> int:
+    """After the warm-up messages: the counts start again; returns the warm-up's failures."""
+    warm_bad = len(bad)
+    ok[0] = 0
+    bad.clear()
+    return warm_bad
+
+
+def count_reports(reports: Iterable[Any], bad: List[Any]) -> int:
+    """The delivered among the stub's ``poll_reports()``; the errors go to ``bad``."""
+    n = 0
+    for r in reports:
+        if r.error is None:
+            n += 1
+        else:
+            bad.append(r.error)
+    return n
+
+
+def produce_each(produce: Callable[..., Any], poll: Callable[..., Any], topic: str, payload: bytes,
+                 count: int) -> None:
+    """kafkad stub: ``count`` produce() calls, poll(0) every POLL_EVERY."""
+    for i in range(count):
+        produce(topic, payload)
+        if not i & (POLL_EVERY - 1):
+            poll(0)
+
+
+def produce_each_confluent(produce: Callable[..., Any], poll: Callable[..., Any], topic: str, payload: bytes,
+                           count: int) -> int:
+    """confluent-kafka: ``count`` produce() calls, poll(0) every POLL_EVERY;
+    a full queue is polled for 10 ms and the message produced again.
+    Returns how often the queue was full."""
+    queue_full = 0
+    for i in range(count):
+        try:
+            produce(topic, payload)
+        except BufferError:
+            queue_full += 1
+            poll(0.01)
+            produce(topic, payload)
+        if not i & (POLL_EVERY - 1):
+            poll(0)
+    return queue_full
+
+
+def produce_batches(c: Any, topic: str, chunk: List[bytes], count: int, bad: List[Any]) -> int:
+    """kafkad stub: ``count`` messages in produce_batch() calls of up to
+    len(chunk), the reports that came meanwhile counted after each call.
+    Returns how many of those were delivered; the errors go to ``bad``.  (The
+    caller flushes and counts the rest.)"""
+    batch = len(chunk)
+    ok = 0
+    sent = 0
+    while sent < count:
+        n = min(batch, count - sent)
+        c.produce_batch(topic, chunk if n == batch else chunk[:n])
+        sent += n
+        ok += count_reports(c.poll_reports(), bad)
+    return ok
 
 
 # --------------------------------------------------------------------------
@@ -313,6 +480,32 @@ def percentiles(lat: List[float], suffix: str = "_us") -> Dict[str, float]:
             f"mean{suffix}": sum(s) / n, f"min{suffix}": s[0], f"max{suffix}": s[-1]}
 
 
+def by_contender(runs: List[Dict[str, Any]], contenders: Iterable[Tuple[str, str]],
+                 field: str = "contender") -> Iterable[Tuple[str, str, List[Dict[str, Any]]]]:
+    """(name, description, its runs) of each contender that has runs, in the
+    contenders' order; ``field`` names the contender in a run."""
+    for name, desc in contenders:
+        rs = [r for r in runs if r[field] == name]
+        if rs:
+            yield name, desc, rs
+
+
+def summary_row(rs: List[Dict[str, Any]], keys: Iterable[str], **head: Any) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """One contender's summary over its repetitions ``rs``: ``head``, runs,
+    failed_runs, the median of each of ``keys`` over the good runs (those
+    ok; all of them when none was) and, with msgs_per_s among the keys, its
+    range (msgs_per_s_min, msgs_per_s_max).  Returns the row and the good runs."""
+    good = [r for r in rs if r.get("ok")] or rs
+    row: Dict[str, Any] = dict(head, runs=len(rs), failed_runs=sum(1 for r in rs if not r.get("ok")))
+    keys = list(keys)
+    for k in keys:
+        row[k] = med([r[k] for r in good])
+    if "msgs_per_s" in keys:
+        row["msgs_per_s_min"] = min(r["msgs_per_s"] for r in good)
+        row["msgs_per_s_max"] = max(r["msgs_per_s"] for r in good)
+    return row, good
+
+
 def fmt_table(headers: List[str], rows: List[List[str]], align: str) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
@@ -324,6 +517,63 @@ def fmt_table(headers: List[str], rows: List[List[str]], align: str) -> str:
 
     sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2)) for w, a in zip(widths, align)) + "|"
     return "\n".join([line(headers), sep] + [line(r) for r in rows])
+
+
+def write_json(path: Any, data: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def save_results(out_dir: str, base_name: str, text: str, data: Any, chart: Callable[[Path], None]) -> Path:
+    """OUT_DIR/BASE_NAME.md (the report's text), .json (``data``) and .png
+    (drawn by ``chart``: a failure there is logged, the tables matter more
+    than the picture).  Returns OUT_DIR/BASE_NAME."""
+    base = Path(out_dir) / base_name
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.with_suffix(".md").write_text(text + "\n")
+    write_json(base.with_suffix(".json"), data)
+    try:
+        chart(base.with_suffix(".png"))
+    except Exception as e:
+        log(f"chart failed: {e}")
+    return base
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot, drawing to files only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def rate_bars(ax: Any, names: List[str], rows: List[Dict[str, Any]], color: Any, unit: str = "") -> None:
+    """Bars of k msgs/s (median) with the min–max range as error bars, each labelled."""
+    vals = [r["msgs_per_s"] / 1000 for r in rows]
+    err = [[(r["msgs_per_s"] - r["msgs_per_s_min"]) / 1000 for r in rows],
+           [(r["msgs_per_s_max"] - r["msgs_per_s"]) / 1000 for r in rows]]
+    ax.bar(names, vals, yerr=err, capsize=4, color=color)
+    for i, v in enumerate(vals):
+        ax.text(i, v, f"{v:,.0f}{unit}", ha="center", va="bottom", fontsize=8)
+
+
+def cpu_bars(ax: Any, names: List[str], rows: List[Dict[str, Any]], top_of: Callable[[List[float]], float]) -> None:
+    """Stacked bars of CPU s per 100k messages, client + kafkad, each labelled
+    with its total; the axis ends at top_of(totals) (the far-off pure-Python
+    clients are clipped)."""
+    cl = [r["client_cpu_100k"] for r in rows]
+    kd = [r["kafkad_cpu_100k"] for r in rows]
+    tot = [a + b for a, b in zip(cl, kd)]
+    top = top_of(tot)
+    ax.bar(names, cl, label="client", color="#55a868")
+    ax.bar(names, kd, bottom=cl, label="kafkad", color="#c44e52")
+    ax.set_ylim(0, top)
+    for i, v in enumerate(tot):
+        ax.text(i, min(v, top * 0.93), f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.legend(loc="upper left")
 
 
 # --------------------------------------------------------------------------
@@ -376,6 +626,17 @@ def versions(librdkafka_version: str, kafkad_version: str) -> Dict[str, str]:
     v["kafkad"] = kafkad_version
     v["kafka broker"] = f"{KAFKA_VERSION} (KRaft, 1 broker, tests/kafka/cluster)"
     return v
+
+
+def run_meta(started: Any, librdkafka_version: str, kafkad_version: str, broker_jvm_opts: str) -> Dict[str, Any]:
+    """The head of a run's "meta": when, the machine, the versions, the broker's JVM, the nice value."""
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(librdkafka_version, kafkad_version),
+        "broker_jvm_opts": broker_jvm_opts,
+        "nice": os.nice(0),
+    }
 
 
 def confluent_conf(bootstrap: str, linger_ms: int) -> Dict[str, Any]:

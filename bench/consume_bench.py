@@ -50,21 +50,32 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (bench/common.py: helpers shared by the benchmarks)
+    by_contender,
     client_versions,
+    cpu_bars,
+    emit,
     fmt_table,
+    last_json,
     log,
     machine,
     med,
+    parse_watch,
     proc_cpu,
+    pyplot,
+    rate_bars,
+    rotated,
+    run_worker,
+    save_results,
     self_cpu,
+    summary_row,
     system_busy,
+    watch_list,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -397,14 +408,6 @@ WORKERS: Dict[str, Callable[[argparse.Namespace, Meter], Dict[str, Any]]] = {
 }
 
 
-def parse_watch(s: str) -> Dict[str, int]:
-    out: Dict[str, int] = {}
-    for item in filter(None, (s or "").split(",")):
-        name, pid = item.split(":")
-        out[name] = int(pid)
-    return out
-
-
 def cmd_worker(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(prog="consume_bench.py _worker")
     ap.add_argument("name", choices=sorted(WORKERS))
@@ -426,9 +429,7 @@ def cmd_worker(argv: List[str]) -> int:
         prof.dump_stats(o.profile)
     else:
         res = WORKERS[o.name](o, meter)
-    json.dump(res, sys.stdout)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    emit(res)
     return 0 if res["received"] == o.count and res["bad_order"] <= 0 else 3
 
 
@@ -639,7 +640,7 @@ class Runner:
     def __init__(self, o: argparse.Namespace, env: Env) -> None:
         self.o = o
         self.env = env
-        self.watch_env = ",".join(f"{k}:{v}" for k, v in (("kafkad", env.daemon_pid), ("broker", env.broker_pid)) if v)
+        self.watch_env = watch_list((("kafkad", env.daemon_pid), ("broker", env.broker_pid)))
 
     def count(self, name: str) -> int:
         o = self.o
@@ -668,22 +669,11 @@ class Runner:
         """One worker process: its JSON, its whole-process CPU (wait4) and wall time."""
         env = dict(os.environ, KB_WATCH_PIDS=self.watch_env)
         t0 = time.monotonic()
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, cwd=str(REPO))
-        killer = threading.Timer(timeout, lambda: os.kill(p.pid, signal.SIGKILL))
-        killer.start()
-        try:
-            out = p.stdout.read() if p.stdout else b""
-            _pid, status, ru = os.wait4(p.pid, 0)
-            p.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            killer.cancel()
-            if p.stdout:
-                p.stdout.close()
-        lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"{' '.join(argv[:5])} exited with {p.returncode} and no result")
-        res = json.loads(lines[-1])
-        res["exit"] = p.returncode
+        out, rc, ru = run_worker(argv, env, timeout)
+        res = last_json(out)
+        if res is None:
+            raise RuntimeError(f"{' '.join(argv[:5])} exited with {rc} and no result")
+        res["exit"] = rc
         return res, ru.ru_utime + ru.ru_stime, time.monotonic() - t0
 
     def one(self, name: str, rep: int, count: int) -> Dict[str, Any]:
@@ -711,8 +701,7 @@ class Runner:
         runs: List[Dict[str, Any]] = []
         skipped: List[str] = []
         for rep in range(o.reps):
-            order = names[rep % len(names):] + names[: rep % len(names)]
-            for name in order:
+            for name in rotated(names, rep):
                 if time.monotonic() > deadline:
                     skipped.append(f"{name} rep {rep}")
                     continue
@@ -780,20 +769,15 @@ def derive(res: Dict[str, Any], count: int) -> Dict[str, Any]:
 
 def summarise(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     out = []
-    for name, desc in CONTENDERS:
-        rs = [r for r in runs if r["contender"] == name]
-        if not rs:
-            continue
-        good = [r for r in rs if r.get("ok")]
-        row: Dict[str, Any] = {"contender": name, "description": desc, "messages": rs[0]["count"], "runs": len(rs),
-                               "failed_runs": len(rs) - len(good)}
-        if good:
-            for k in ("msgs_per_s", "msgs_per_s_setup", "setup_s", "client_cpu_100k", "kafkad_cpu_100k",
-                      "broker_cpu_100k", "total_cpu_100k", "client_cpu_100k_setup", "kafkad_cpu_100k_setup",
-                      "other_load", "client_cores", "kafkad_cores", "broker_cores"):
-                row[k] = med([r[k] for r in good])
-            row["msgs_per_s_min"] = min(r["msgs_per_s"] for r in good)
-            row["msgs_per_s_max"] = max(r["msgs_per_s"] for r in good)
+    for name, desc, rs in by_contender(runs, CONTENDERS):
+        # medians only over the runs that succeeded (none: the row says how many failed)
+        ok = any(r.get("ok") for r in rs)
+        row, good = summary_row(
+            rs, ("msgs_per_s", "msgs_per_s_setup", "setup_s", "client_cpu_100k", "kafkad_cpu_100k",
+                 "broker_cpu_100k", "total_cpu_100k", "client_cpu_100k_setup", "kafkad_cpu_100k_setup",
+                 "other_load", "client_cores", "kafkad_cores", "broker_cores") if ok else (),
+            contender=name, description=desc, messages=rs[0]["count"])
+        if ok:
             row["process_cpu_100k"] = med([r["process_cpu_s"] * 100000.0 / r["count"] for r in good])
         out.append(row)
     return out
@@ -900,38 +884,19 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], summary: List[Dict[str, 
 
 
 def chart(path: Path, summary: List[Dict[str, Any]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rs = [r for r in summary if "msgs_per_s" in r]
     names = [r["contender"] for r in rs]
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
     ax = axes[0]
-    vals = [r["msgs_per_s"] / 1000 for r in rs]
-    err = [[(r["msgs_per_s"] - r["msgs_per_s_min"]) / 1000 for r in rs],
-           [(r["msgs_per_s_max"] - r["msgs_per_s"]) / 1000 for r in rs]]
-    colors = ["#c44e52" if n.startswith("kafkad") else "#4c72b0" for n in names]
-    ax.bar(names, vals, yerr=err, capsize=4, color=colors)
+    rate_bars(ax, names, rs, ["#c44e52" if n.startswith("kafkad") else "#4c72b0" for n in names], "k")
     ax.set_yscale("log")
     ax.set_title("consume from the beginning: k msgs/s (median, min–max; log scale)\nfirst message to last")
-    for i, v in enumerate(vals):
-        ax.text(i, v, f"{v:,.0f}k", ha="center", va="bottom", fontsize=8)
     ax.tick_params(axis="x", rotation=30)
     ax = axes[1]
-    cl = [r["client_cpu_100k"] for r in rs]
-    kd = [r["kafkad_cpu_100k"] for r in rs]
-    tot = [a + b for a, b in zip(cl, kd)]
-    srt = sorted(tot)
-    top = srt[-3] * 1.8 if len(srt) > 3 else max(tot) * 1.2  # the pure-Python clients are far off: clip
-    ax.bar(names, cl, label="client", color="#55a868")
-    ax.bar(names, kd, bottom=cl, label="kafkad", color="#c44e52")
-    ax.set_ylim(0, top)
-    for i, v in enumerate(tot):
-        ax.text(i, min(v, top * 0.93), f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+    # the pure-Python clients are far off: clip
+    cpu_bars(ax, names, rs, lambda tot: sorted(tot)[-3] * 1.8 if len(tot) > 3 else max(tot) * 1.2)
     ax.set_title("CPU seconds per 100k messages (client + kafkad; axis clipped)")
-    ax.legend(loc="upper left")
     ax.tick_params(axis="x", rotation=30)
     fig.suptitle(title)
     fig.tight_layout()
@@ -987,16 +952,9 @@ def cmd_run(o: argparse.Namespace) -> int:
         summary = summarise(runs)
         text = render(o, meta, summary, skipped)
         print(text)
-        out = Path(o.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        base = out / f"consume-{started:%Y%m%d-%H%M%S}"
-        base.with_suffix(".md").write_text(text + "\n")
-        with open(base.with_suffix(".json"), "w") as f:
-            json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=1)
-        try:
-            chart(base.with_suffix(".png"), summary, f"kafkad consumer benchmark {meta['started']}")
-        except Exception as e:  # the table matters more than the picture
-            log(f"chart failed: {e}")
+        base = save_results(o.out_dir, f"consume-{started:%Y%m%d-%H%M%S}", text,
+                            {"meta": meta, "summary": summary, "runs": runs},
+                            lambda png: chart(png, summary, f"kafkad consumer benchmark {meta['started']}"))
         meta["total_s"] = round(time.monotonic() - t_begin, 1)
         log(f"wrote {base}.md, .json, .png ({meta['total_s']} s in all)")
         failed = [r for r in runs if not r.get("ok")]

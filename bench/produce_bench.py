@@ -33,12 +33,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -46,15 +42,35 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (bench/common.py: helpers shared with the other benchmarks)
 from common import (  # noqa: E402
+    POLL_EVERY,
     Phase,
+    by_contender,
+    confluent_outcomes,
+    count_reports,
+    emit,
     fmt_table,
+    kafkad_outcomes,
+    last_json,
     log,
-    machine,
     med,
+    parse_watch,
     percentiles,
+    pyplot,
+    rate_bars,
+    save_results,
+    write_json,
     proc_cpu,
+    cpu_bars,
+    produce_batches,
+    produce_each,
+    produce_each_confluent,
+    restart_count,
+    rotated,
+    run_worker,
     self_cpu,
+    summary_row,
     system_busy,
+    watch_list,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -78,7 +94,6 @@ B_CONTENDERS = [
 
 THROUGHPUT_WARMUP = 1000  # messages produced and acknowledged before the clock starts
 LATENCY_WARMUP = 100
-POLL_EVERY = 1024
 BATCH = 10000  # produce_batch chunk
 
 
@@ -89,35 +104,20 @@ BATCH = 10000  # produce_batch chunk
 def a_kafkad_produce(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, Any]:
     import kafkad
 
-    ok = [0]
-    bad: List[Any] = []
-
-    def on_delivery(r: Any) -> None:
-        if r.error is None:
-            ok[0] += 1
-        else:
-            bad.append(r)
-
+    ok, bad, on_delivery = kafkad_outcomes()
     payload = b"x" * o.size
     topic = o.topic
     with kafkad.Client(o.socket, on_delivery=on_delivery, timeout=60) as c:
         for _ in range(o.warmup):
             c.produce(topic, payload)
         c.flush(60)
-        ok[0] = 0
-        warm_bad = len(bad)
-        bad.clear()
-        produce = c.produce
-        poll = c.poll
+        warm_bad = restart_count(ok, bad)
         with Phase(watch) as ph:
-            for i in range(o.count):
-                produce(topic, payload)
-                if not i & (POLL_EVERY - 1):
-                    poll(0)
+            produce_each(c.produce, c.poll, topic, payload, o.count)
             remaining = c.flush(120)
         stub = dict(batch_messages=c._batch_n, linger_ms=c._linger * 1000, max_pending=c.hello.max_pending)
     return ph.result(delivered=ok[0], failed=len(bad), remaining=remaining, warmup_failed=warm_bad,
-                     first_error=str(bad[0].error) if bad else "", stub=stub)
+                     first_error=str(bad[0]) if bad else "", stub=stub)
 
 
 def a_kafkad_batch(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, Any]:
@@ -126,7 +126,6 @@ def a_kafkad_batch(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, An
     payload = b"x" * o.size
     topic = o.topic
     chunk = [payload] * BATCH
-    ok = 0
     bad: List[Any] = []
     with kafkad.Client(o.socket, timeout=60) as c:
         c.produce_batch(topic, [payload] * o.warmup)
@@ -134,24 +133,11 @@ def a_kafkad_batch(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, An
         warm = c.poll_reports(1 << 30)
         warm_bad = sum(1 for r in warm if r.error is not None)
         with Phase(watch) as ph:
-            sent = 0
-            while sent < o.count:
-                n = min(BATCH, o.count - sent)
-                c.produce_batch(topic, chunk if n == BATCH else chunk[:n])
-                sent += n
-                for r in c.poll_reports():
-                    if r.error is None:
-                        ok += 1
-                    else:
-                        bad.append(r)
+            ok = produce_batches(c, topic, chunk, o.count, bad)
             remaining = c.flush(120)
-            for r in c.poll_reports(1 << 30):
-                if r.error is None:
-                    ok += 1
-                else:
-                    bad.append(r)
+            ok += count_reports(c.poll_reports(1 << 30), bad)
     return ph.result(delivered=ok, failed=len(bad), remaining=remaining, warmup_failed=warm_bad,
-                     first_error=str(bad[0].error) if bad else "")
+                     first_error=str(bad[0]) if bad else "")
 
 
 def confluent_conf(o: argparse.Namespace, linger_ms: int) -> Dict[str, Any]:
@@ -161,15 +147,7 @@ def confluent_conf(o: argparse.Namespace, linger_ms: int) -> Dict[str, Any]:
 def a_confluent(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, Any]:
     import confluent_kafka
 
-    ok = [0]
-    bad: List[Any] = []
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        if err is None:
-            ok[0] += 1
-        else:
-            bad.append(err)
-
+    ok, bad, on_delivery = confluent_outcomes()
     conf = confluent_conf(o, 5)
     conf["on_delivery"] = on_delivery
     p = confluent_kafka.Producer(conf)
@@ -178,22 +156,9 @@ def a_confluent(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, Any]:
     for _ in range(o.warmup):
         p.produce(topic, payload)
     p.flush(60)
-    ok[0] = 0
-    warm_bad = len(bad)
-    bad.clear()
-    produce = p.produce
-    poll = p.poll
-    queue_full = 0
+    warm_bad = restart_count(ok, bad)
     with Phase(watch) as ph:
-        for i in range(o.count):
-            try:
-                produce(topic, payload)
-            except BufferError:
-                queue_full += 1
-                poll(0.01)
-                produce(topic, payload)
-            if not i & (POLL_EVERY - 1):
-                poll(0)
+        queue_full = produce_each_confluent(p.produce, p.poll, topic, payload, o.count)
         remaining = p.flush(120)
     return ph.result(delivered=ok[0], failed=len(bad), remaining=remaining, warmup_failed=warm_bad,
                      queue_full=queue_full, first_error=str(bad[0]) if bad else "")
@@ -225,9 +190,7 @@ def a_kafka_python(o: argparse.Namespace, watch: Dict[str, int]) -> Dict[str, An
     for _ in range(o.warmup):
         p.send(topic, payload).add_callback(on_ok).add_errback(on_err)
     p.flush(60)
-    ok[0] = 0
-    warm_bad = len(bad)
-    bad.clear()
+    warm_bad = restart_count(ok, bad)
     send = p.send
     with Phase(watch) as ph:
         for _ in range(o.count):
@@ -327,19 +290,9 @@ WORKERS: Dict[str, Callable[[argparse.Namespace, Dict[str, int]], Dict[str, Any]
 }
 
 
-def parse_watch(s: str) -> Dict[str, int]:
-    out: Dict[str, int] = {}
-    for item in filter(None, (s or "").split(",")):
-        name, pid = item.split(":")
-        out[name] = int(pid)
-    return out
-
-
 def cmd_worker(o: argparse.Namespace) -> int:
     watch = parse_watch(os.environ.get("KB_WATCH_PIDS", ""))
-    res = WORKERS[o.name](o, watch)
-    json.dump(res, sys.stdout)
-    sys.stdout.write("\n")
+    emit(WORKERS[o.name](o, watch))
     return 0
 
 
@@ -365,36 +318,23 @@ def cmd_topics(o: argparse.Namespace) -> int:
 class Runner:
     def __init__(self, o: argparse.Namespace) -> None:
         self.o = o
-        self.watch_env = ",".join(
-            f"{k}:{v}" for k, v in (("kafkad", o.daemon_pid), ("kafkad0", o.daemon0_pid), ("broker", o.broker_pid)) if v
-        )
+        self.watch_env = watch_list((("kafkad", o.daemon_pid), ("kafkad0", o.daemon0_pid), ("broker", o.broker_pid)))
 
     def spawn(self, argv: List[str], timeout: float) -> Tuple[Dict[str, Any], float]:
         """Run one worker process; returns its JSON and its whole-process CPU."""
         env = dict(os.environ, KB_WATCH_PIDS=self.watch_env)
         ours = [pid for pid in (self.o.daemon_pid, self.o.daemon0_pid, self.o.broker_pid) if pid]
         b0, o0, s0, t0 = system_busy(), sum(map(proc_cpu, ours)), self_cpu(), time.monotonic()
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, cwd=str(REPO))
-        killer = threading.Timer(timeout, lambda: os.kill(p.pid, signal.SIGKILL))
-        killer.start()
-        try:
-            out = p.stdout.read() if p.stdout else b""
-            _pid, status, ru = os.wait4(p.pid, 0)
-            p.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            killer.cancel()
-            if p.stdout:
-                p.stdout.close()
+        out, rc, ru = run_worker(argv, env, timeout)
         wall = time.monotonic() - t0
         whole = ru.ru_utime + ru.ru_stime
         # CPU used meanwhile by processes that are not part of the benchmark
         # (other users of the machine): a noise indicator
         other = system_busy() - b0 - (sum(map(proc_cpu, ours)) - o0) - (self_cpu() - s0) - whole
-        lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
-        if p.returncode != 0 and not lines:
-            raise RuntimeError(f"{argv[:4]} exited with {p.returncode}")
-        res = json.loads(lines[-1])
-        res["exit"] = p.returncode
+        res = last_json(out)
+        if res is None:
+            raise RuntimeError(f"{argv[:4]} exited with {rc}")
+        res["exit"] = rc
         res["process_wall_s"] = wall
         res["other_cpu_s"] = max(0.0, other)
         res["other_cpu_frac"] = max(0.0, other) / wall / (os.cpu_count() or 1)
@@ -425,8 +365,7 @@ class Runner:
         names = [n for n, _ in A_CONTENDERS if not o.only or n in o.only]
         runs = []
         for rep in range(o.reps):
-            order = names[rep % len(names):] + names[: rep % len(names)]
-            for name in order:
+            for name in rotated(names, rep):
                 topic = f"{o.prefix}-a-{name}-{rep}"
                 count = self.a_count(name)
                 res, whole = self.spawn(self.a_argv(name, topic, count), o.timeout)
@@ -454,8 +393,7 @@ class Runner:
         self.spawn(self.c_worker("latency", f"{o.prefix}-warmup", o.latency_count, 0, 0), 120)
         runs = []
         for rep in range(o.reps):
-            order = names[rep % len(names):] + names[: rep % len(names)]
-            for name in order:
+            for name in rotated(names, rep):
                 topic = f"{o.prefix}-b-{name}-{rep}"
                 if name == "librdkafka-c":
                     argv = self.c_worker("latency", topic, o.latency_count, LATENCY_WARMUP, 0)
@@ -476,38 +414,20 @@ class Runner:
 
 def summarise_a(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     out = []
-    for name, desc in A_CONTENDERS:
-        rs = [r for r in runs if r["contender"] == name]
-        if not rs:
-            continue
-        good = [r for r in rs if r["ok"]] or rs
-        out.append({
-            "contender": name, "description": desc, "messages": rs[0]["count"], "runs": len(rs),
-            "failed_runs": sum(1 for r in rs if not r["ok"]),
-            "msgs_per_s": med([r["msgs_per_s"] for r in good]),
-            "msgs_per_s_min": min(r["msgs_per_s"] for r in good),
-            "msgs_per_s_max": max(r["msgs_per_s"] for r in good),
-            "client_cpu_100k": med([r["client_cpu_100k"] for r in good]),
-            "kafkad_cpu_100k": med([r["kafkad_cpu_100k"] for r in good]),
-            "total_cpu_100k": med([r["total_cpu_100k"] for r in good]),
-            "broker_cpu_100k": med([r["broker_cpu_100k"] for r in good]),
-            "client_cpu_process_100k": med([r["client_cpu_process_s"] * 100000.0 / r["count"] for r in good]),
-            "other_load": med([r["other_cpu_frac"] for r in rs]),
-        })
+    for name, desc, rs in by_contender(runs, A_CONTENDERS):
+        row, good = summary_row(rs, ("msgs_per_s", "client_cpu_100k", "kafkad_cpu_100k", "total_cpu_100k",
+                                     "broker_cpu_100k"),
+                                contender=name, description=desc, messages=rs[0]["count"])
+        row["client_cpu_process_100k"] = med([r["client_cpu_process_s"] * 100000.0 / r["count"] for r in good])
+        row["other_load"] = med([r["other_cpu_frac"] for r in rs])
+        out.append(row)
     return out
 
 
 def summarise_b(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     out = []
-    for name, desc in B_CONTENDERS:
-        rs = [r for r in runs if r["contender"] == name]
-        if not rs:
-            continue
-        good = [r for r in rs if r["ok"]] or rs
-        row = {"contender": name, "description": desc, "runs": len(rs),
-               "failed_runs": sum(1 for r in rs if not r["ok"])}
-        for k in ("p50_us", "p90_us", "p99_us", "mean_us"):
-            row[k] = med([r[k] for r in good])
+    for name, desc, rs in by_contender(runs, B_CONTENDERS):
+        row, good = summary_row(rs, ("p50_us", "p90_us", "p99_us", "mean_us"), contender=name, description=desc)
         row["other_load"] = med([r["other_cpu_frac"] for r in rs])
         row["client_cpu_per_op_us"] = med([r["cpu_s"] / len(r["lat_us"]) * 1e6 for r in good])
         row["kafkad_cpu_per_op_us"] = med([max(0.0, r["watch"].get("kafkad0", 0.0)) / len(r["lat_us"]) * 1e6
@@ -605,36 +525,18 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], sa: List[Dict[str, Any]]
 
 
 def chart(path: Path, sa: List[Dict[str, Any]], sb: List[Dict[str, Any]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.5))
     if sa:
         names = [r["contender"] for r in sa]
         ax = axes[0]
-        vals = [r["msgs_per_s"] / 1000 for r in sa]
-        err = [[(r["msgs_per_s"] - r["msgs_per_s_min"]) / 1000 for r in sa],
-               [(r["msgs_per_s_max"] - r["msgs_per_s"]) / 1000 for r in sa]]
-        ax.bar(names, vals, yerr=err, capsize=4, color="#4c72b0")
+        rate_bars(ax, names, sa, "#4c72b0")
         ax.set_title("A: async produce + delivery reports\n(k msgs/s, median, min–max)")
-        for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
         ax.tick_params(axis="x", rotation=25)
         ax = axes[1]
-        cl = [r["client_cpu_100k"] for r in sa]
-        kd = [r["kafkad_cpu_100k"] for r in sa]
-        tot = [a + b for a, b in zip(cl, kd)]
         # kafka-python is ~20x the others: clip the axis and print the values
-        top = sorted(tot)[-2] * 1.6 if len(tot) > 1 else max(tot) * 1.2
-        ax.bar(names, cl, label="client", color="#55a868")
-        ax.bar(names, kd, bottom=cl, label="kafkad", color="#c44e52")
-        ax.set_ylim(0, top)
-        for i, v in enumerate(tot):
-            ax.text(i, min(v, top * 0.93), f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        cpu_bars(ax, names, sa, lambda tot: sorted(tot)[-2] * 1.6 if len(tot) > 1 else max(tot) * 1.2)
         ax.set_title("A: CPU seconds per 100k messages (client + kafkad)")
-        ax.legend(loc="upper left")
         ax.tick_params(axis="x", rotation=25)
     if sb:
         ax = axes[2]
@@ -658,11 +560,7 @@ def cmd_run(o: argparse.Namespace) -> int:
     started = _dt.datetime.now()
     stamp = started.strftime("%Y%m%d-%H%M%S")
     meta: Dict[str, Any] = {
-        "started": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": common.versions(o.librdkafka_version, o.kafkad_version),
-        "broker_jvm_opts": o.broker_jvm_opts,
-        "nice": os.nice(0),
+        **common.run_meta(started, o.librdkafka_version, o.kafkad_version, o.broker_jvm_opts),
         "settings": {
             "messages": o.messages, "kafka_python_messages": o.kafka_python_messages, "size": o.size,
             "reps": o.reps, "partitions": o.partitions, "latency_count": o.latency_count,
@@ -685,37 +583,25 @@ def cmd_run(o: argparse.Namespace) -> int:
     sa, sb = summarise_a(runs_a), summarise_b(runs_b)
     text = render(o, meta, sa, sb)
     print(text)
-    out = Path(o.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    base = out / f"produce-{stamp}"
-    base.with_suffix(".md").write_text(text + "\n")
-    with open(base.with_suffix(".json"), "w") as f:
-        json.dump({"meta": meta, "scenario_a": {"summary": sa, "runs": runs_a},
-                   "scenario_b": {"summary": sb, "runs": runs_b}}, f, indent=1)
-    try:
-        chart(base.with_suffix(".png"), sa, sb, f"kafkad producer benchmark {meta['started']}")
-    except Exception as e:  # the tables matter more than the picture
-        log(f"chart failed: {e}")
+    base = save_results(o.out_dir, f"produce-{stamp}", text,
+                        {"meta": meta, "scenario_a": {"summary": sa, "runs": runs_a},
+                         "scenario_b": {"summary": sb, "runs": runs_b}},
+                        lambda png: chart(png, sa, sb, f"kafkad producer benchmark {meta['started']}"))
     log(f"wrote {base}.md, .json, .png ({meta['duration_s']} s of measurements)")
     if o.json_out:
         # the copy docs/BENCHMARKS.md is generated from (bench/report.py): summaries
         # and runs, latency samples rounded to 0.1 µs to keep the committed file small
         for r in runs_b:
             r["lat_us"] = [round(x, 1) for x in r["lat_us"]]
-        Path(o.json_out).parent.mkdir(parents=True, exist_ok=True)
-        with open(o.json_out, "w") as f:
-            json.dump({"meta": meta, "scenario_a": {"summary": sa, "runs": runs_a},
-                       "scenario_b": {"summary": sb, "runs": runs_b}}, f, indent=1)
+        write_json(o.json_out, {"meta": meta, "scenario_a": {"summary": sa, "runs": runs_a},
+                                "scenario_b": {"summary": sb, "runs": runs_b}})
         log(f"wrote {o.json_out}")
     failed = [r for r in runs_a + runs_b if not r["ok"]]
     return 1 if failed else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("topics", help="print the topics a run needs")
-    t.add_argument("--prefix", required=True)
+    ap, sub, t = common.subcommand_cli(__doc__)
     t.add_argument("--reps", type=int, default=3)
     r = sub.add_parser("run", help="run the benchmark")
     r.add_argument("--bootstrap", required=True)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import resource
 import signal
@@ -50,13 +49,26 @@ from common import (  # noqa: E402
     ConnSampler,
     LoadMeter,
     Phase,
+    by_contender,
+    confluent_outcomes,
+    count_reports,
+    emit,
+    kafkad_outcomes,
+    last_json,
     log,
     med,
+    parse_watch,
     proc_cpu,
     proc_status,
+    produce_batches,
+    produce_each,
+    produce_each_confluent,
     quantile,
     reset_peak_rss,
+    restart_count,
+    rotated,
     self_cpu,
+    summary_row,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +98,6 @@ HOP_KINDS = [
     ("stub-batch-report", "stub: Client.produce_batch(10k) + poll_reports() (report mode), flush()"),
     ("stub-produce-report", "stub: Client.produce() per message + on_delivery, poll(0)/1024, flush()"),
 ]
-POLL_EVERY = 1024
 HOP_BATCH = 10000
 
 
@@ -108,87 +119,46 @@ def _peak_rss_kb() -> int:
     return proc_status(os.getpid()).get("VmHWM", 0)
 
 
-def _emit(res: Dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(res) + "\n")
-    sys.stdout.flush()
-
-
 def w_fanin_kafkad(o: argparse.Namespace) -> None:
     import kafkad
 
-    ok = [0]
-    bad: List[Any] = []
-
-    def on_delivery(r: Any) -> None:
-        if r.error is None:
-            ok[0] += 1
-        else:
-            bad.append(r.error)
-
+    ok, bad, on_delivery = kafkad_outcomes()
     payload = b"x" * o.size
     topic = o.topic
     with kafkad.Client(o.socket, on_delivery=on_delivery, timeout=120) as c:
         c.produce(topic, payload, ack="wait")  # connected, metadata known: setup done
         _ready()
-        produce, poll = c.produce, c.poll
         c0, t0 = self_cpu(), time.perf_counter()
-        for i in range(o.count):
-            produce(topic, payload)
-            if not i & (POLL_EVERY - 1):
-                poll(0)
+        produce_each(c.produce, c.poll, topic, payload, o.count)
         remaining = c.flush(300)
         t1, c1 = time.perf_counter(), self_cpu()
-    _emit({"t0": t0, "t1": t1, "cpu0_s": c0, "cpu_s": c1 - c0, "delivered": ok[0], "failed": len(bad),
-           "remaining": remaining, "first_error": str(bad[0]) if bad else "", "maxrss_kb": _peak_rss_kb()})
+    emit({"t0": t0, "t1": t1, "cpu0_s": c0, "cpu_s": c1 - c0, "delivered": ok[0], "failed": len(bad),
+          "remaining": remaining, "first_error": str(bad[0]) if bad else "", "maxrss_kb": _peak_rss_kb()})
 
 
 def w_fanin_kafkad_batch(o: argparse.Namespace) -> None:
     import kafkad
 
-    ok = 0
     bad: List[Any] = []
     payload = b"x" * o.size
     topic = o.topic
     chunk = [payload] * HOP_BATCH
-
-    def count(reports: List[Any]) -> int:
-        n = 0
-        for r in reports:
-            if r.error is None:
-                n += 1
-            else:
-                bad.append(r.error)
-        return n
-
     with kafkad.Client(o.socket, timeout=120) as c:
         c.produce(topic, payload, ack="wait")
         _ready()
         c0, t0 = self_cpu(), time.perf_counter()
-        sent = 0
-        while sent < o.count:
-            n = min(HOP_BATCH, o.count - sent)
-            c.produce_batch(topic, chunk if n == HOP_BATCH else chunk[:n])
-            sent += n
-            ok += count(c.poll_reports())
+        ok = produce_batches(c, topic, chunk, o.count, bad)
         remaining = c.flush(300)
-        ok += count(c.poll_reports(1 << 30))
+        ok += count_reports(c.poll_reports(1 << 30), bad)
         t1, c1 = time.perf_counter(), self_cpu()
-    _emit({"t0": t0, "t1": t1, "cpu0_s": c0, "cpu_s": c1 - c0, "delivered": ok, "failed": len(bad),
-           "remaining": remaining, "first_error": str(bad[0]) if bad else "", "maxrss_kb": _peak_rss_kb()})
+    emit({"t0": t0, "t1": t1, "cpu0_s": c0, "cpu_s": c1 - c0, "delivered": ok, "failed": len(bad),
+          "remaining": remaining, "first_error": str(bad[0]) if bad else "", "maxrss_kb": _peak_rss_kb()})
 
 
 def w_fanin_confluent(o: argparse.Namespace) -> None:
     import confluent_kafka
 
-    ok = [0]
-    bad: List[Any] = []
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        if err is None:
-            ok[0] += 1
-        else:
-            bad.append(err)
-
+    ok, bad, on_delivery = confluent_outcomes()
     conf = common.confluent_conf(o.bootstrap, 5)
     conf["on_delivery"] = on_delivery
     p = confluent_kafka.Producer(conf)
@@ -196,33 +166,21 @@ def w_fanin_confluent(o: argparse.Namespace) -> None:
     topic = o.topic
     p.produce(topic, payload)  # connected, metadata known: setup done
     p.flush(60)
-    warm_bad = len(bad)
-    ok[0] = 0
-    bad.clear()
+    warm_bad = restart_count(ok, bad)
     _ready()
-    produce, poll = p.produce, p.poll
-    queue_full = 0
     c0, t0 = self_cpu(), time.perf_counter()
-    for i in range(o.count):
-        try:
-            produce(topic, payload)
-        except BufferError:
-            queue_full += 1
-            poll(0.01)
-            produce(topic, payload)
-        if not i & (POLL_EVERY - 1):
-            poll(0)
+    queue_full = produce_each_confluent(p.produce, p.poll, topic, payload, o.count)
     remaining = p.flush(300)
     t1, c1 = time.perf_counter(), self_cpu()
-    _emit({"t0": t0, "t1": t1, "cpu0_s": c0, "cpu_s": c1 - c0, "delivered": ok[0], "failed": len(bad),
-           "remaining": remaining, "warmup_failed": warm_bad, "queue_full": queue_full,
-           "first_error": str(bad[0]) if bad else "", "maxrss_kb": _peak_rss_kb()})
+    emit({"t0": t0, "t1": t1, "cpu0_s": c0, "cpu_s": c1 - c0, "delivered": ok[0], "failed": len(bad),
+          "remaining": remaining, "warmup_failed": warm_bad, "queue_full": queue_full,
+          "first_error": str(bad[0]) if bad else "", "maxrss_kb": _peak_rss_kb()})
 
 
 def w_hop_stub_none(o: argparse.Namespace) -> None:
     import kafkad
 
-    watch = {k: int(v) for k, v in (x.split(":") for x in filter(None, o.watch.split(",")))}
+    watch = parse_watch(o.watch)
     payload = b"x" * o.size
     chunk = [payload] * HOP_BATCH
     with kafkad.Client(o.socket, timeout=120) as c:
@@ -240,8 +198,8 @@ def w_hop_stub_none(o: argparse.Namespace) -> None:
             c.call("produce", {"topic": o.topic, "ack": "none", "messages": [payload]})
             accepted = time.perf_counter() - ph.t0
             remaining = c.flush(120)
-    _emit(ph.result(delivered=o.count - remaining, failed=0, remaining=remaining, handed_s=handed,
-                    accept_s=accepted))
+    emit(ph.result(delivered=o.count - remaining, failed=0, remaining=remaining, handed_s=handed,
+                   accept_s=accepted))
 
 
 WORKERS = {
@@ -460,7 +418,7 @@ class Bench:
         lm = LoadMeter({"kafkad0": o.daemon0_pid, "broker": o.broker_pid}).start()
         runs = []
         for i in range(o.cold_runs):
-            for k in kinds[i % len(kinds):] + kinds[: i % len(kinds)]:
+            for k in rotated(kinds, i):
                 r = self.oneshot(k, f"{o.prefix}-cold-{k}")
                 r["run"] = i
                 runs.append(r)
@@ -597,10 +555,9 @@ class Bench:
             results: List[Dict[str, Any]] = []
             for p in procs:
                 assert p.stdout is not None
-                lines = [ln for ln in p.stdout.read().decode("utf-8", "replace").splitlines() if ln.startswith("{")]
+                res_p = last_json(p.stdout.read())
                 p.stdout.close()
-                res_p: Dict[str, Any] = json.loads(lines[-1]) if lines else {"error": "no result"}
-                results.append(res_p)
+                results.append(res_p if res_p is not None else {"error": "no result"})
             whole = []
             for p, r in zip(procs, results):
                 rc, ru = self.reap(p)
@@ -657,26 +614,23 @@ class Bench:
             f"{'' if res['ok'] else '  FAILED: ' + str(res['first_error'])}")
         return res
 
+    def repeat(self, kinds: List[Any], reps: int, run: Any) -> List[Dict[str, Any]]:
+        """run(kind, rep) for every kind in every repetition, the order rotating."""
+        names = [k for k, _ in kinds]
+        return [run(k, rep) for rep in range(reps) for k in rotated(names, rep)]
+
     def fan_in(self) -> Dict[str, Any]:
         o = self.o
-        kinds = [k for k, _ in FANIN_KINDS]
         log(f"fan-in: {o.fanin_procs} processes × {o.fanin_messages:,} messages, {o.fanin_reps} reps each")
-        runs = []
-        for rep in range(o.fanin_reps):
-            for k in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
-                runs.append(self.fanin_rep(k, rep))
+        runs = self.repeat(FANIN_KINDS, o.fanin_reps, self.fanin_rep)
         summary = []
-        for k, desc in FANIN_KINDS:
-            rs = [r for r in runs if r["kind"] == k]
-            good = [r for r in rs if r["ok"]] or rs
-            row: Dict[str, Any] = {"kind": k, "description": desc, "runs": len(rs),
-                                   "failed_runs": sum(1 for r in rs if not r["ok"])}
-            for key in ("msgs_per_s", "elapsed_s", "setup_s", "client_cpu_s", "client_cpu_whole_s", "kafkad_cpu_s",
-                        "total_cpu_s", "kafkad_cpu_whole_s", "total_cpu_whole_s", "broker_cpu_s", "clients_rss_kb", "daemon_peak_rss_kb", "total_rss_kb",
-                        "other_load"):
-                row[key] = med([r[key] for r in good])
-            row["msgs_per_s_min"] = min(r["msgs_per_s"] for r in good)
-            row["msgs_per_s_max"] = max(r["msgs_per_s"] for r in good)
+        for k, desc, rs in by_contender(runs, FANIN_KINDS, "kind"):
+            row, good = summary_row(
+                rs,
+                ("msgs_per_s", "elapsed_s", "setup_s", "client_cpu_s", "client_cpu_whole_s", "kafkad_cpu_s",
+                 "total_cpu_s", "kafkad_cpu_whole_s", "total_cpu_whole_s", "broker_cpu_s", "clients_rss_kb",
+                 "daemon_peak_rss_kb", "total_rss_kb", "other_load"),
+                kind=k, description=desc)
             row["connections_peak"] = max(r["connections"]["peak"] for r in good)
             opened = [r["broker_connections_opened"] for r in good if r["broker_connections_opened"] is not None]
             row["broker_connections_opened"] = med(opened) if opened else None
@@ -709,7 +663,7 @@ class Bench:
         try:
             p = self.popen(argv, stdout=subprocess.PIPE)
             assert p.stdout is not None
-            out = p.stdout.read().decode("utf-8", "replace")
+            out = p.stdout.read()
             p.stdout.close()
             rc, ru = self.reap(p)
         finally:
@@ -717,8 +671,7 @@ class Bench:
             self.env.pop("KB_WATCH_PIDS", None)
         load = lm.stop()
         s1 = self.stats(o.socket_side)
-        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-        r: Dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        r: Dict[str, Any] = last_json(out) or {}
         res: Dict[str, Any] = {"kind": kind, "rep": rep, "topic": topic, "messages": n, "exit": rc,
                                "client_cpu_process_s": ru.ru_utime + ru.ru_stime, "other_load": load["other_cpu_frac"]}
         if kind == "raw-c":
@@ -753,22 +706,13 @@ class Bench:
 
     def local_hop(self) -> Dict[str, Any]:
         o = self.o
-        kinds = [k for k, _ in HOP_KINDS]
         log(f"local hop: {o.hop_messages:,} messages per run, {o.hop_reps} reps each")
-        runs = []
-        for rep in range(o.hop_reps):
-            for k in kinds[rep % len(kinds):] + kinds[: rep % len(kinds)]:
-                runs.append(self.hop_run(k, rep))
+        runs = self.repeat(HOP_KINDS, o.hop_reps, self.hop_run)
         summary = []
-        for k, desc in HOP_KINDS:
-            rs = [r for r in runs if r["kind"] == k]
-            good = [r for r in rs if r["ok"]] or rs
-            row: Dict[str, Any] = {"kind": k, "description": desc, "runs": len(rs),
-                                   "failed_runs": sum(1 for r in rs if not r["ok"]), "messages": o.hop_messages}
-            for key in ("msgs_per_s", "client_cpu_s", "kafkad_cpu_s", "broker_cpu_s", "other_load"):
-                row[key] = med([r[key] for r in good])
-            row["msgs_per_s_max"] = max(r["msgs_per_s"] for r in good)
-            row["msgs_per_s_min"] = min(r["msgs_per_s"] for r in good)
+        for k, desc, rs in by_contender(runs, HOP_KINDS, "kind"):
+            row, good = summary_row(rs,
+                                    ("msgs_per_s", "client_cpu_s", "kafkad_cpu_s", "broker_cpu_s", "other_load"),
+                                    kind=k, description=desc, messages=o.hop_messages)
             for key in ("accept_msgs_per_s", "accept_wire_mb_s"):
                 if all(key in r for r in good):
                     row[key] = med([r[key] for r in good])
@@ -780,11 +724,7 @@ def cmd_run(o: argparse.Namespace) -> int:
     only = set(filter(None, (o.only or "").split(",")))
     started = _dt.datetime.now()
     meta: Dict[str, Any] = {
-        "started": started.isoformat(timespec="seconds"),
-        "machine": common.machine(),
-        "versions": common.versions(o.librdkafka_version, o.kafkad_version),
-        "broker_jvm_opts": o.broker_jvm_opts,
-        "nice": os.nice(0),
+        **common.run_meta(started, o.librdkafka_version, o.kafkad_version, o.broker_jvm_opts),
         "settings": {k: getattr(o, k) for k in (
             "size", "cold_runs", "cold_warmup", "short_procs", "short_procs_confluent", "fanin_procs",
             "fanin_messages", "fanin_reps", "idle_conns", "idle_window", "hop_messages", "hop_reps", "hop_window",
@@ -824,9 +764,7 @@ def cmd_run(o: argparse.Namespace) -> int:
     meta["duration_s"] = round(time.monotonic() - t0, 1)
     meta["errors"] = b.errors
     if o.json_out:
-        Path(o.json_out).parent.mkdir(parents=True, exist_ok=True)
-        with open(o.json_out, "w") as f:
-            json.dump(data, f, indent=1)
+        common.write_json(o.json_out, data)
         log(f"wrote {o.json_out} ({meta['duration_s']} s)")
     failed = b.errors or any(
         not r.get("ok", True) for sec in ("cold_start", "fan_in", "local_hop") for r in data.get(sec, {}).get("runs", []))
@@ -834,10 +772,7 @@ def cmd_run(o: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("topics", help="print the topics a run needs")
-    t.add_argument("--prefix", required=True)
+    ap, sub, t = common.subcommand_cli(__doc__)
     t.add_argument("--fanin-reps", type=int, default=5)
     t.add_argument("--hop-reps", type=int, default=5)
     r = sub.add_parser("run", help="run the scenarios")
