@@ -773,7 +773,7 @@ def cmd_run(o: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap, sub, t = common.subcommand_cli(__doc__)
-    t.add_argument("--fanin-reps", type=int, default=5)
+    t.add_argument("--fanin-reps", type=int, default=9)
     t.add_argument("--hop-reps", type=int, default=5)
     r = sub.add_parser("run", help="run the scenarios")
     r.add_argument("--bootstrap", required=True)
@@ -794,7 +794,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     r.add_argument("--short-procs-confluent", type=int, default=500)
     r.add_argument("--fanin-procs", type=int, default=50)
     r.add_argument("--fanin-messages", type=int, default=20000)
-    r.add_argument("--fanin-reps", type=int, default=5)
+    r.add_argument("--fanin-reps", type=int, default=9)
     r.add_argument("--fanin-timeout", type=float, default=240.0)
     r.add_argument("--idle-conns", type=int, default=1000)
     r.add_argument("--idle-window", type=float, default=3.0)
