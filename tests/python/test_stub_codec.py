@@ -169,3 +169,43 @@ def test_vector_results_parse():
             assert [p.id for p in md.topics["events"].partitions] == [0, 1]
             assert md.topics["missing"].error.name == "UNKNOWN_TOPIC_OR_PART"
             assert md.brokers[1].host == "kafka-1.local"
+
+
+def test_result_types_keep_dataclass_behaviour():
+    # the former dataclasses are plain classes now (importing dataclasses
+    # cost every process ~10 ms): same constructor, repr, equality, and
+    # dataclasses.fields/asdict/replace still work on them
+    import dataclasses
+    import pickle
+
+    from kafkad.errors import TimedOut
+    from kafkad.types import BrokerMetadata, PartitionMetadata, ProduceResult, RecordMetadata, TopicMetadata
+
+    r = ProduceResult(2)
+    assert repr(r) == "ProduceResult(count=2, seq=0, results=[])"
+    assert r == ProduceResult(2, 0, []) and r != ProduceResult(2, 1) and r != (2, 0, [])
+    assert r.results is not ProduceResult(2).results
+    with pytest.raises(TypeError):
+        hash(r)
+    w = ProduceResult(2, results=[RecordMetadata(0, 5), TimedOut("t")])
+    assert [type(e) for e in w.errors] == [TimedOut]
+    assert dataclasses.is_dataclass(w) and [f.name for f in dataclasses.fields(ProduceResult)] == ["count", "seq", "results"]
+    assert dataclasses.asdict(ProduceResult(1, 7)) == {"count": 1, "seq": 7, "results": []}
+    assert dataclasses.replace(r, seq=9) == ProduceResult(2, 9)
+    assert pickle.loads(pickle.dumps(w)).results[0] == RecordMetadata(0, 5)
+
+    h = HelloInfo(max_batch=5)
+    assert h == HelloInfo(1, "", 16 << 20, 5) and h.clusters == [] and h.clusters is not HelloInfo().clusters
+    assert repr(HelloInfo()) == (
+        "HelloInfo(version=1, server='', max_frame=16777216, max_batch=10000, max_pending=1048576, "
+        "clusters=[], default_cluster='')"
+    )
+    assert dataclasses.asdict(h)["max_batch"] == 5
+    md = ClusterMetadata("c", {1: BrokerMetadata(1, "h", 9)}, {"t": TopicMetadata("t", [PartitionMetadata(0, 1, [1], [1])])})
+    assert repr(md) == (
+        "ClusterMetadata(cluster='c', brokers={1: BrokerMetadata(id=1, host='h', port=9)}, "
+        "topics={'t': TopicMetadata(name='t', partitions=[PartitionMetadata(id=0, leader=1, replicas=[1], isrs=[1], "
+        "error=None)], error=None)})"
+    )
+    assert md == pickle.loads(pickle.dumps(md)) and md.topics["t"].partitions[0].error is None
+    assert dataclasses.astuple(BrokerMetadata(1, "h", 9)) == (1, "h", 9)
