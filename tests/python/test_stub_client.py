@@ -482,3 +482,52 @@ def test_produce_batch_spanning_several_batches_keeps_seqs(fake):
     stored = {(m.partition, m.offset): m.value for m in fake.messages("t")}
     for r in reps:
         assert stored[(r.partition, r.offset)] == seq_value[r.seq]
+
+
+def test_receive_buffer_grows_for_large_responses():
+    # the client reads into a small buffer first and a large one once a read
+    # fills it; a response (~1 MB) spread over both must arrive intact
+    with FakeDaemon(topics={"big": 20000}) as f, kafkad.Client(f.socket_path, background=False) as c:
+        small = len(c._rbuf)
+        with c._lock:  # send the request without reading, so that the whole answer waits in the socket
+            _rid, req, payload = c._encode_call("metadata", {"timeout_ms": 1000})
+            c._send_payload(payload)
+        time.sleep(0.3)
+        assert c.ping() > 0  # reads everything
+        assert len(c._rbuf) > small
+        md = kafkad.types.ClusterMetadata.from_result(req.outcome())
+        assert [p.id for p in md.topics["big"].partitions] == list(range(20000))
+        md = c.metadata(["big"])
+        assert len(md.topics["big"].partitions) == 20000
+
+
+def test_dropped_client_stops_its_linger_thread(fake):
+    import gc
+    import weakref
+
+    before = {t for t in threading.enumerate() if t.name == "kafkad-linger"}
+    c = kafkad.Client(fake.socket_path, linger_ms=50)  # its thread waits for a first message
+    (thread,) = [t for t in threading.enumerate() if t.name == "kafkad-linger" and t not in before]
+    ref = weakref.ref(c)
+    del c
+    gc.collect()
+    assert ref() is None
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_client_import_and_use_load_nothing_heavy(fake):
+    # what a short-lived producer pays for at start and again at exit
+    import subprocess
+
+    heavy = ("typing", "dataclasses", "inspect", "ast", "socket", "selectors", "weakref", "atexit", "logging")
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        "from kafkad import Client\n"
+        f"c = Client({fake.socket_path!r}); c.produce('t', b'x'); c.flush(); c.poll_reports(); c.close()\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules and m not in before))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=_STUB))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -17,7 +17,10 @@ client object: ``partition, offset = kafkad.produce_sync("events", b"hello")``
 Importing the package costs next to nothing: every name below is loaded from
 its module on first use (PEP 562), so a process that only calls
 :func:`produce_sync` never imports msgpack, ``socket``, ``threading``,
-``typing`` or ``dataclasses``.
+``typing`` or ``dataclasses``.  :class:`Client` needs msgpack, ``_socket``,
+``select`` and ``threading``, still not ``typing`` or ``dataclasses``
+(annotations are for type checkers only): what a short-lived process
+imports it pays for twice, at start and again at interpreter exit.
 """
 
 from __future__ import annotations

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, List
-
 import msgpack
 
 from .errors import BadFrame, ProtocolViolation
+
+# typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, List
 
 __all__ = [
     "HEADER",

@@ -3,7 +3,10 @@ importing logging costs a few milliseconds, which a short-lived process
 (the cron / hook pattern kafkad serves) pays on every start."""
 from __future__ import annotations
 
-from typing import Any
+# typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 
 class LazyLogger:

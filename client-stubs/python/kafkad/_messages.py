@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping
 
 __all__ = [
     "BytesLike",
@@ -15,11 +15,32 @@ __all__ = [
     "batch_elements",
 ]
 
-BytesLike = Union[bytes, bytearray, memoryview, str]
-Headers = Union[Mapping[str, Optional[BytesLike]], Sequence[Tuple[str, Optional[BytesLike]]]]
-# produce_batch accepts bytes, a dict with the message-map keys, or a tuple
-# (value, key, headers, timestamp, partition) cut short anywhere after value.
-MessageLike = Union[BytesLike, None, Mapping[str, Any], Tuple[Any, ...]]
+# typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+    BytesLike = Union[bytes, bytearray, memoryview, str]
+    Headers = Union[Mapping[str, Optional[BytesLike]], Sequence[Tuple[str, Optional[BytesLike]]]]
+    # produce_batch accepts bytes, a dict with the message-map keys, or a tuple
+    # (value, key, headers, timestamp, partition) cut short anywhere after value.
+    MessageLike = Union[BytesLike, None, Mapping[str, Any], Tuple[Any, ...]]
+else:
+
+    def __getattr__(name: str) -> object:
+        # the typing aliases above, made on first use (kafkad.aio imports
+        # them at run time): importing typing costs a Client user ~1.5 ms
+        if name in ("BytesLike", "Headers", "MessageLike"):
+            from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+            b = Union[bytes, bytearray, memoryview, str]
+            globals().update(
+                BytesLike=b,
+                Headers=Union[Mapping[str, Optional[b]], Sequence[Tuple[str, Optional[b]]]],
+                MessageLike=Union[b, None, Mapping[str, Any], Tuple[Any, ...]],
+            )
+            return globals()[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _OVERHEAD = 16  # rough per-message msgpack overhead, for batch sizing

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from itertools import repeat
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .types import DeliveryReport
+
+# typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+
+    Run = List[Any]  # [seq, count, partition, offset, error]
 
 _new: Callable[..., DeliveryReport] = tuple.__new__
 
 __all__ = ["SeqMap", "iter_run", "expand_run", "expand_runs", "compress_reports"]
-
-Run = List[Any]  # [seq, count, partition, offset, error]
 
 
 class SeqMap:

@@ -23,31 +23,21 @@ connection and their responses reach the right caller.
 
 from __future__ import annotations
 
+# What this module imports is paid by every process that uses a Client,
+# short-lived ones included, at start and again at exit: the standard
+# library's thin C modules (_socket rather than socket, whose enums cost more
+# than the rest of the import; _weakref rather than weakref) and no typing.
+import _socket
 import gc
 import os
 import select
-import socket
 import threading
 import time
-import weakref
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    List,
-    Literal,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Union,
-    overload,
-)
+from _weakref import ref as _weakref_ref
+from collections.abc import Mapping
 
 from ._codec import GC_PAUSE_BYTES, HEADER
-from ._messages import BytesLike, Headers, MessageLike, batch_elements, message_element
+from ._messages import batch_elements, message_element
 from ._session import (
     ACKS,
     CLIENT_NAME,
@@ -57,7 +47,6 @@ from ._session import (
     PROTOCOL_VERSION,
     REPORT,
     WAIT,
-    DeliveryCallback,
     Req,
     Session,
     default_socket_path,
@@ -66,13 +55,33 @@ from ._session import (
 from .errors import ConnectionLost, InvalidArgument, KafkadError, ProtocolViolation, TimedOut, TooLarge
 from .types import ClusterMetadata, DeliveryReport, ProduceResult, RecordMetadata
 
+# typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
+    from weakref import ReferenceType
+
+    from ._messages import BytesLike, Headers, MessageLike
+    from ._session import DeliveryCallback
     from .consumer import Consumer
+else:
+
+    def __getattr__(name: str) -> object:
+        # DeliveryCallback (a typing alias, made on first use: see _session)
+        if name == "DeliveryCallback":
+            from . import _session
+
+            return _session.DeliveryCallback
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Client", "DEFAULT_SOCKET", "default_socket_path", "DeliveryCallback"]
 
 from ._log import log  # noqa: E402
 
+# receive buffer: small at first (a producer's responses are small, and a
+# zeroed 1 MiB buffer costs a short-lived process ~0.3 ms of page faults),
+# _RBUF once a read fills it
+_RBUF_FIRST = 64 << 10
 _RBUF = 1 << 20
 _READ_BUDGET = 8 << 20
 _IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -116,7 +125,7 @@ class Client(Session):
         self._cond = threading.Condition(self._lock)
         self._reader = False
         self._close_deferred = False
-        self._rbuf = bytearray(_RBUF)
+        self._rbuf = bytearray(_RBUF_FIRST)
         self._rview = memoryview(self._rbuf)
         self._last_read = 0.0
         self._linger_ev: Optional[threading.Event] = None
@@ -124,28 +133,30 @@ class Client(Session):
         if background and self._linger > 0:
             ev = threading.Event()
             self._linger_ev = ev
+            # the thread holds a weak reference whose callback wakes it when
+            # the client is collected (a weakref.finalize would also import
+            # weakref and atexit and keep a registry alive until exit)
             threading.Thread(
                 target=_linger_main,
-                args=(weakref.ref(self), ev, self._linger),
+                args=(_weakref_ref(self, lambda _r: ev.set()), ev, self._linger),
                 name="kafkad-linger",
                 daemon=True,
             ).start()
-            weakref.finalize(self, ev.set)
 
     # ------------------------------------------------------------------
     # connection
 
     def _connect(self, client_name: str) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
             sock.connect(self.socket_path)
         except OSError as e:
             sock.close()
             raise ConnectionLost(f"cannot connect to kafkad at {self.socket_path}: {e}") from e
-        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        for opt in (_socket.SO_SNDBUF, _socket.SO_RCVBUF):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+                sock.setsockopt(_socket.SOL_SOCKET, opt, 4 << 20)
             except OSError:
                 pass
         sock.setblocking(False)
@@ -205,7 +216,7 @@ class Client(Session):
             return
         self._fail_state(exc)
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self._cond.notify_all()
@@ -325,6 +336,10 @@ class Client(Session):
             total += n
             if n < size or total >= _READ_BUDGET or self._closed:
                 break
+            if size < _RBUF:  # the daemon sends more than fits: read in bigger pieces
+                rbuf = self._rbuf = bytearray(_RBUF)
+                self._rview = memoryview(rbuf)
+                size = _RBUF
         self._last_read = time.monotonic()
         if got:
             self._cond.notify_all()
@@ -443,39 +458,41 @@ class Client(Session):
     # ------------------------------------------------------------------
     # produce
 
-    @overload
-    def produce(
-        self,
-        topic: Union[str, bytes],
-        value: Optional[BytesLike],
-        key: Optional[BytesLike] = ...,
-        *,
-        headers: Optional[Headers] = ...,
-        timestamp: Any = ...,
-        partition: Optional[int] = ...,
-        partitioner: Optional[str] = ...,
-        ack: Literal["report", "none"] = ...,
-        on_delivery: Optional[DeliveryCallback] = ...,
-        cluster: Optional[str] = ...,
-        timeout: Optional[float] = ...,
-    ) -> int: ...
+    if TYPE_CHECKING:  # (typing.overload is not imported at run time)
 
-    @overload
-    def produce(
-        self,
-        topic: Union[str, bytes],
-        value: Optional[BytesLike],
-        key: Optional[BytesLike] = ...,
-        *,
-        headers: Optional[Headers] = ...,
-        timestamp: Any = ...,
-        partition: Optional[int] = ...,
-        partitioner: Optional[str] = ...,
-        ack: Literal["wait"],
-        on_delivery: Optional[DeliveryCallback] = ...,
-        cluster: Optional[str] = ...,
-        timeout: Optional[float] = ...,
-    ) -> RecordMetadata: ...
+        @overload
+        def produce(
+            self,
+            topic: Union[str, bytes],
+            value: Optional[BytesLike],
+            key: Optional[BytesLike] = ...,
+            *,
+            headers: Optional[Headers] = ...,
+            timestamp: Any = ...,
+            partition: Optional[int] = ...,
+            partitioner: Optional[str] = ...,
+            ack: Literal["report", "none"] = ...,
+            on_delivery: Optional[DeliveryCallback] = ...,
+            cluster: Optional[str] = ...,
+            timeout: Optional[float] = ...,
+        ) -> int: ...
+
+        @overload
+        def produce(
+            self,
+            topic: Union[str, bytes],
+            value: Optional[BytesLike],
+            key: Optional[BytesLike] = ...,
+            *,
+            headers: Optional[Headers] = ...,
+            timestamp: Any = ...,
+            partition: Optional[int] = ...,
+            partitioner: Optional[str] = ...,
+            ack: Literal["wait"],
+            on_delivery: Optional[DeliveryCallback] = ...,
+            cluster: Optional[str] = ...,
+            timeout: Optional[float] = ...,
+        ) -> RecordMetadata: ...
 
     def produce(
         self,
@@ -908,7 +925,7 @@ class Client(Session):
         return f"<kafkad.Client {self.socket_path!r} {state} in_flight={self.in_flight}>"
 
 
-def _linger_main(ref: "weakref.ref[Client]", ev: threading.Event, delay: float) -> None:
+def _linger_main(ref: "ReferenceType[Client]", ev: threading.Event, delay: float) -> None:
     while True:
         ev.wait()
         c = ref()

@@ -7,7 +7,10 @@ become :class:`KafkaError`, which carries librdkafka's name for the error.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Type
+# typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Dict, Mapping, Optional, Type
 
 __all__ = [
     "KAFKA_ERROR_BASE",
