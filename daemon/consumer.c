@@ -95,7 +95,10 @@ struct kd_consumer {
 	uint32_t n_attaches;
 	bool closing;
 	bool close_deferred; /* closing waits for seek jobs on the pool */
-	uint32_t jobs;       /* seek jobs in flight (they use rk) */
+	uint32_t jobs;       /* seek and assign jobs queued or running (they use rk) */
+	/* rebalance assign/unassign calls, run one at a time on the pool in
+	 * the order librdkafka asked for them (assign_head is running) */
+	struct assign_job *assign_head, *assign_tail;
 	bool assigned_once;
 	kd_consumer *next;
 };
@@ -278,6 +281,19 @@ static void close_work_done(uv_work_t *w, int status);
  * an asynchronous seek leaves a window in which messages fetched before it
  * still look current and would be handed out after the new position was
  * promised. Until the seek is applied, the partition's intake is dropped. */
+/* A pool job of c's ended: the last one lets a deferred close go ahead. */
+static void job_finished(kd_consumer *c)
+{
+	if (--c->jobs == 0 && c->close_deferred) {
+		c->close_deferred = false;
+		c->close_work.data = c;
+		if (uv_queue_work(c->cs->loop, &c->close_work, close_work, close_work_done) != 0) {
+			close_work(&c->close_work);
+			close_work_done(&c->close_work, 0);
+		}
+	}
+}
+
 typedef struct seek_job {
 	uv_work_t work;
 	kd_consumer *c; /* kept alive: closing waits for c->jobs to drain */
@@ -309,14 +325,7 @@ static void seek_done(uv_work_t *w, int status)
 	}
 	rd_kafka_topic_partition_list_destroy(j->list);
 	free(j);
-	if (--c->jobs == 0 && c->close_deferred) {
-		c->close_deferred = false;
-		c->close_work.data = c;
-		if (uv_queue_work(c->cs->loop, &c->close_work, close_work, close_work_done) != 0) {
-			close_work(&c->close_work);
-			close_work_done(&c->close_work, 0);
-		}
-	}
+	job_finished(c);
 }
 
 /* Seeks the listed partitions (offsets set), marking them seeking. */
@@ -556,49 +565,125 @@ static void on_zk_async(uv_async_t *h)
 
 /* --- librdkafka callbacks (loop thread, or the closing worker) ------------ */
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+/* The assign/unassign call a rebalance asks for. librdkafka waits for it
+ * (the group's join state machine stays in "wait assign call"), so it need
+ * not happen inside the callback: on the loop it goes to the thread pool,
+ * where its wait for librdkafka's main thread blocks nobody. Calls run one
+ * at a time, in order. Closing waits for them (c->jobs). */
+typedef struct assign_job {
+	uv_work_t work;
+	kd_consumer *c;
+	rd_kafka_topic_partition_list_t *list; /* the rebalance's partitions */
+	bool assign;                           /* else revoke */
+	struct assign_job *next;
+} assign_job;
+
+/* Makes librdkafka's call for a rebalance (any thread). */
+static void apply_rebalance(kd_consumer *c, rd_kafka_t *rk, bool assign, rd_kafka_topic_partition_list_t *parts)
 {
-	kd_consumer *c = opaque;
 	bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
 	rd_kafka_error_t *e = NULL;
-	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		if (!c->closing) {
-			for (int i = 0; i < parts->cnt; i++) {
-				int t = topic_index(c, parts->elems[i].topic);
-				if (t < 0)
-					continue;
-				if (c->spec.reset_offset_on_start && !c->assigned_once)
-					parts->elems[i].offset = c->spec.auto_offset_reset;
-				add_part(c, (uint32_t)t, parts->elems[i].partition);
-			}
-			c->assigned_once = true;
-			log_info("consumer %s: assigned %d partitions", c->key, parts->cnt);
-		}
-		if (coop)
-			e = rd_kafka_incremental_assign(rk, parts);
-		else
-			rd_kafka_assign(rk, parts);
-	} else {
-		if (!c->closing) {
-			for (int i = 0; i < parts->cnt; i++) {
-				int t = topic_index(c, parts->elems[i].topic);
-				kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, parts->elems[i].partition);
-				if (p)
-					remove_part(c, p);
-			}
-			log_info("consumer %s: revoked %d partitions", c->key, parts->cnt);
-		}
-		if (coop)
-			e = rd_kafka_incremental_unassign(rk, parts);
-		else
-			rd_kafka_assign(rk, NULL);
-	}
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (coop)
+		e = assign ? rd_kafka_incremental_assign(rk, parts) : rd_kafka_incremental_unassign(rk, parts);
+	else
+		err = rd_kafka_assign(rk, assign ? parts : NULL);
 	if (e) {
 		log_warn("consumer %s: rebalance: %s", c->key, rd_kafka_error_string(e));
 		rd_kafka_error_destroy(e);
+	} else if (err) {
+		log_warn("consumer %s: rebalance: %s", c->key, rd_kafka_err2str(err));
 	}
-	if (!c->closing)
-		rebalance_leases(c);
+}
+
+static void assign_run(uv_work_t *w)
+{
+	assign_job *j = w->data;
+	apply_rebalance(j->c, j->c->rk, j->assign, j->list);
+}
+
+static void assign_done(uv_work_t *w, int status);
+
+static void assign_start(kd_consumer *c)
+{
+	assign_job *j = c->assign_head;
+	if (uv_queue_work(c->cs->loop, &j->work, assign_run, assign_done) != 0) {
+		assign_run(&j->work); /* cannot happen with a live loop; block rather than stall the group */
+		assign_done(&j->work, 0);
+	}
+}
+
+static void assign_done(uv_work_t *w, int status)
+{
+	(void)status;
+	assign_job *j = w->data;
+	kd_consumer *c = j->c;
+	c->assign_head = j->next;
+	if (!c->assign_head)
+		c->assign_tail = NULL;
+	rd_kafka_topic_partition_list_destroy(j->list);
+	free(j);
+	if (c->assign_head)
+		assign_start(c);
+	job_finished(c);
+}
+
+/* Queues the call (loop thread); if that fails, makes it here. */
+static void queue_rebalance(kd_consumer *c, rd_kafka_t *rk, bool assign, rd_kafka_topic_partition_list_t *parts)
+{
+	assign_job *j = calloc(1, sizeof(*j));
+	if (!j || !(j->list = rd_kafka_topic_partition_list_copy(parts))) {
+		free(j);
+		apply_rebalance(c, rk, assign, parts);
+		return;
+	}
+	j->c = c;
+	j->assign = assign;
+	j->work.data = j;
+	c->jobs++;
+	if (c->assign_tail) {
+		c->assign_tail->next = j;
+		c->assign_tail = j;
+		return;
+	}
+	c->assign_head = c->assign_tail = j;
+	assign_start(c);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	kd_consumer *c = opaque;
+	bool assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+	if (c->closing) {
+		/* the closing worker's rd_kafka_consumer_close: already on the pool,
+		 * and nothing of c's table is left to update */
+		apply_rebalance(c, rk, assign, parts);
+		return;
+	}
+	if (assign) {
+		for (int i = 0; i < parts->cnt; i++) {
+			int t = topic_index(c, parts->elems[i].topic);
+			if (t < 0)
+				continue;
+			if (c->spec.reset_offset_on_start && !c->assigned_once)
+				parts->elems[i].offset = c->spec.auto_offset_reset;
+			add_part(c, (uint32_t)t, parts->elems[i].partition);
+		}
+		c->assigned_once = true;
+		log_info("consumer %s: assigned %d partitions", c->key, parts->cnt);
+	} else {
+		/* messages of these partitions still in the queue find no
+		 * partition (intake_message drops them) */
+		for (int i = 0; i < parts->cnt; i++) {
+			int t = topic_index(c, parts->elems[i].topic);
+			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, parts->elems[i].partition);
+			if (p)
+				remove_part(c, p);
+		}
+		log_info("consumer %s: revoked %d partitions", c->key, parts->cnt);
+	}
+	queue_rebalance(c, rk, assign, parts);
+	rebalance_leases(c);
 }
 
 static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque)
