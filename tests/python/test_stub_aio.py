@@ -52,6 +52,33 @@ def test_basic_ops(fake):
     assert len(fake.messages("t")) == 101
 
 
+def test_flush_calls_back_as_reports_arrive(fake):
+    fake.auto_deliver = False
+
+    async def main():
+        got = []
+        c = await AsyncClient.connect(fake.socket_path, linger_ms=1, on_delivery=got.append)
+        first = await c.produce("t", b"a")
+        await c.poll(0.05)
+        assert await asyncio.get_running_loop().run_in_executor(None, fake.wait_produced, 1)
+        fake.deliver()
+        await c.produce("t", b"b")
+        flushing = asyncio.ensure_future(c.flush(10))
+        for _ in range(300):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.seq for r in got] == [first]
+        assert not flushing.done()  # still waiting for "b"
+        assert await asyncio.get_running_loop().run_in_executor(None, fake.wait_produced, 2)
+        fake.deliver()
+        assert await flushing == 0
+        assert len(got) == 2 and all(r.error is None for r in got)
+        await c.close()
+
+    run(main())
+
+
 def test_batching_linger_and_callbacks(fake):
     async def main():
         got = []

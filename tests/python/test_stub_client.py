@@ -204,6 +204,32 @@ def test_on_delivery_callbacks_via_poll_and_flush(fake):
     c.close()
 
 
+def test_flush_calls_back_as_reports_arrive(fake):
+    # like confluent-kafka's flush: the client-wide callback runs for reports
+    # that arrive while flush still waits for others, not only at its end
+    fake.auto_deliver = False
+    got = []
+    c = kafkad.Client(fake.socket_path, on_delivery=got.append, linger_ms=1)
+    first = c.produce("t", b"a")
+    c.poll(0.05)
+    assert fake.wait_produced(1)
+    fake.deliver()
+    c.produce("t", b"b")
+    result = []
+    t = threading.Thread(target=lambda: result.append(c.flush(10)))
+    t.start()
+    t0 = time.time()
+    while not got and time.time() - t0 < 3:
+        time.sleep(0.01)
+    assert [r.seq for r in got] == [first]
+    assert t.is_alive() and not result  # still waiting for "b"
+    assert fake.wait_produced(2)
+    fake.deliver()
+    t.join(5)
+    assert result == [0] and len(got) == 2 and all(r.error is None for r in got)
+    c.close()
+
+
 def test_poll_waits_for_reports(fake):
     fake.auto_deliver = False
     got = []

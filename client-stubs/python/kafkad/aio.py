@@ -424,11 +424,23 @@ class AsyncClient(Session):
         return n
 
     async def flush(self, timeout: Optional[float] = 10.0) -> int:
-        """As :meth:`kafkad.Client.flush`."""
+        """As :meth:`kafkad.Client.flush` (a client-wide ``on_delivery`` is
+        called as reports arrive, not only at the end)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._check_open()
         await self._send_buffer()
-        res = await self._call("flush", {"timeout_ms": ms(timeout)}, None if timeout is None else timeout + 5.0)
+        call = asyncio.ensure_future(
+            self._call("flush", {"timeout_ms": ms(timeout)}, None if timeout is None else timeout + 5.0))
+        try:
+            if self.on_delivery is not None:
+                call.add_done_callback(lambda _f: self._wake())
+                while not call.done() and not self._closed:
+                    await self._wait_until(lambda: call.done() or bool(self._runs), None)
+                    self._run_callbacks(self._take_for_callbacks())
+            res = await call
+        finally:
+            if not call.done():
+                call.cancel()
         r = res.get("remaining") if isinstance(res, Mapping) else None
         remaining = r if isinstance(r, int) else 0
         target = self._sent_rep - remaining

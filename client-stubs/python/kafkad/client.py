@@ -771,32 +771,50 @@ class Client(Session):
     def flush(self, timeout: Optional[float] = 10.0) -> int:
         """Send everything and wait until each message has an outcome.
 
-        Also collects the delivery reports (and calls the callbacks).
+        Also collects the delivery reports and calls the callbacks: with a
+        client-wide ``on_delivery``, as the reports arrive (as
+        confluent-kafka's ``flush`` does), not all at the end.
         Returns how many messages still have no outcome (0 on success).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         remaining = 0
-        with self._lock:
+        self._lock.acquire()
+        try:
             self._check_open()
             self._send_buffer()
             rid, req, payload = self._encode_call("flush", {"timeout_ms": ms(timeout)})
             self._send_payload(payload)
             self._recv_nb()
             grace = None if deadline is None else deadline + 5.0
-            if not self._wait_for(lambda: req.done, grace):
-                self._pending.pop(rid, None)
-                remaining = max(0, self._sent_rep - self._collected)
-            else:
-                res = req.outcome()
-                r = res.get("remaining") if isinstance(res, Mapping) else None
-                remaining = r if isinstance(r, int) else 0
-                target = self._sent_rep - remaining
-                self._maybe_arm()
-                collect_deadline = time.monotonic() + 5.0
-                if deadline is not None:
-                    collect_deadline = max(deadline, time.monotonic() + 1.0)
-                self._wait_for(lambda: self._collected >= target, collect_deadline)
+            # With a client-wide callback every report is one to call back
+            # (_take_for_callbacks empties the runs), so waking for them
+            # cannot spin; per-message callbacks alone wait for the end.
+            progressive = self.on_delivery is not None
+            while True:
+                if not self._wait_for(lambda: req.done or (progressive and bool(self._runs)), grace):
+                    self._pending.pop(rid, None)
+                    remaining = max(0, self._sent_rep - self._collected)
+                    break
+                if req.done:
+                    res = req.outcome()
+                    r = res.get("remaining") if isinstance(res, Mapping) else None
+                    remaining = r if isinstance(r, int) else 0
+                    target = self._sent_rep - remaining
+                    self._maybe_arm()
+                    collect_deadline = time.monotonic() + 5.0
+                    if deadline is not None:
+                        collect_deadline = max(deadline, time.monotonic() + 1.0)
+                    self._wait_for(lambda: self._collected >= target, collect_deadline)
+                    break
+                cbs = self._take_for_callbacks()
+                self._lock.release()
+                try:
+                    self._run_callbacks(cbs)
+                finally:
+                    self._lock.acquire()
             cbs = self._take_for_callbacks()
+        finally:
+            self._lock.release()
         self._run_callbacks(cbs)
         return remaining
 
