@@ -448,7 +448,10 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], sa: List[Dict[str, Any]]
     lines.append(f"- machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']}, Linux {m['kernel']}, loopback only; "
                  f"broker, kafkad and the client share the CPUs (load before the run: {m['load_before']})")
     lines.append("- " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
-    lines.append(f"- broker JVM: {meta['broker_jvm_opts']}; every benchmark process at nice {meta['nice']}")
+    dn = meta.get("daemon_nice", meta["nice"])
+    lines.append(f"- broker JVM: {meta['broker_jvm_opts']}; every benchmark process at nice {meta['nice']}"
+                 + (f", the kafkad daemons at nice {dn} (as packaging/kafkad.service runs kafkad)"
+                    if dn != meta["nice"] else ""))
     lines.append(f"- message: {o.size}-byte value, no key, no headers; every topic fresh, "
                  f"{o.partitions} partitions, RF 1")
     lines.append("- producer settings, all contenders: acks=all, compression none, linger.ms=5 (A) / 0 (B); "
@@ -561,6 +564,7 @@ def cmd_run(o: argparse.Namespace) -> int:
     stamp = started.strftime("%Y%m%d-%H%M%S")
     meta: Dict[str, Any] = {
         **common.run_meta(started, o.librdkafka_version, o.kafkad_version, o.broker_jvm_opts),
+        "daemon_nice": o.daemon_nice,
         "settings": {
             "messages": o.messages, "kafka_python_messages": o.kafka_python_messages, "size": o.size,
             "reps": o.reps, "partitions": o.partitions, "latency_count": o.latency_count,
@@ -628,6 +632,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     r.add_argument("--librdkafka-version", default="?")
     r.add_argument("--kafkad-version", default="?")
     r.add_argument("--broker-jvm-opts", default="?")
+    r.add_argument("--daemon-nice", type=int, default=0, help="the kafkad daemons' nice value (for the report)")
     w = sub.add_parser("worker", help="(internal) one contender")
     w.add_argument("name", choices=sorted(WORKERS))
     w.add_argument("--topic", required=True)

@@ -89,6 +89,7 @@ FANIN_KINDS = [
     ("kafkad-batch", "each process: kafkad stub Client, produce_batch() of 10k in report mode + poll_reports(), "
                      "flush()"),
     ("confluent-kafka", "each process: its own confluent-kafka Producer, produce() + on_delivery, poll(0)/1024, flush()"),
+    ("kafkad-nice0", "as kafkad, through a daemon whose threads run at nice 0, the clients' priority"),
 ]
 HOP_KINDS = [
     ("raw-c", "bench/raw_produce.c: protocol by hand, produce requests of 10k bare values, ack 'none', "
@@ -518,22 +519,29 @@ class Bench:
     def fanin_rep(self, kind: str, rep: Any) -> Dict[str, Any]:
         o = self.o
         topic = f"{o.prefix}-fanin-{kind}-{rep}"
-        argv = [sys.executable, str(Path(__file__).resolve()), "worker", f"fanin-{kind}", "--topic", topic,
+        # kafkad-nice0: the kafkad row's processes, through the daemon that
+        # runs at the clients' priority
+        worker = "fanin-kafkad" if kind == "kafkad-nice0" else f"fanin-{kind}"
+        if kind == "kafkad-nice0":
+            side_socket, side_pid = o.socket_side0, o.side0_pid
+        else:
+            side_socket, side_pid = o.socket_side, o.side_pid
+        argv = [sys.executable, str(Path(__file__).resolve()), "worker", worker, "--topic", topic,
                 "--count", str(o.fanin_messages), "--size", str(o.size)]
         via_kafkad = kind.startswith("kafkad")
-        argv += ["--socket", o.socket_side] if via_kafkad else ["--bootstrap", o.bootstrap]
+        argv += ["--socket", side_socket] if via_kafkad else ["--bootstrap", o.bootstrap]
         j0 = self.jmx.read()
         sampler = ConnSampler(self.port, o.ss_interval)
         if via_kafkad:
-            sampler.add_pid(o.side_pid)
-        hwm_reset = reset_peak_rss(o.side_pid) if via_kafkad else False
-        rss_sampler = common.RssSampler(o.side_pid) if via_kafkad and not hwm_reset else None
+            sampler.add_pid(side_pid)
+        hwm_reset = reset_peak_rss(side_pid) if via_kafkad else False
+        rss_sampler = common.RssSampler(side_pid) if via_kafkad and not hwm_reset else None
         if rss_sampler:
             rss_sampler.start()
         sampler.start()
         procs: List[subprocess.Popen] = []
         dog = self.watchdog(o.fanin_timeout, f"fan-in {kind} rep {rep}")
-        kafkad_cpu0 = proc_cpu(o.side_pid)
+        kafkad_cpu0 = proc_cpu(side_pid)
         try:
             t_spawn = time.perf_counter()
             for _ in range(o.fanin_procs):
@@ -546,7 +554,7 @@ class Bench:
                     raise Failed(f"fan-in {kind}: a worker did not get ready (exit {p.poll()})")
             setup_s = time.perf_counter() - t_spawn
             sampler.sample()  # every process connected, none started: the steady state
-            lm = LoadMeter({"kafkad": o.side_pid if via_kafkad else 0, "broker": o.broker_pid}).start()
+            lm = LoadMeter({"kafkad": side_pid if via_kafkad else 0, "broker": o.broker_pid}).start()
             t_go = time.perf_counter()
             for p in procs:
                 assert p.stdin is not None
@@ -566,11 +574,11 @@ class Bench:
                 whole.append(r)
             # children's CPU after their go is in RUSAGE_CHILDREN now; their setup is not part of the phase
             load = lm.stop(extra_cpu=-sum(r.get("cpu0_s", 0.0) for r in results))
-            kafkad_cpu_whole = proc_cpu(o.side_pid) - kafkad_cpu0 if via_kafkad else 0.0
+            kafkad_cpu_whole = proc_cpu(side_pid) - kafkad_cpu0 if via_kafkad else 0.0
         finally:
             dog.cancel()
             conns = sampler.stop()
-            peak_rss_kb = rss_sampler.stop() if rss_sampler else proc_status(o.side_pid).get("VmHWM", 0)
+            peak_rss_kb = rss_sampler.stop() if rss_sampler else proc_status(side_pid).get("VmHWM", 0)
             for p in procs:
                 if p.pid in self.live:
                     try:
@@ -596,7 +604,7 @@ class Bench:
             "other_load": load["other_cpu_frac"],
             "clients_rss_kb": sum(r["maxrss_kb"] for r in whole),
             "daemon_peak_rss_kb": peak_rss_kb if via_kafkad else 0,
-            "daemon_rss_after_kb": proc_status(o.side_pid).get("VmRSS", 0) if via_kafkad else 0,
+            "daemon_rss_after_kb": proc_status(side_pid).get("VmRSS", 0) if via_kafkad else 0,
             "daemon_peak_method": ("VmHWM after clear_refs" if hwm_reset else "sampled VmRSS") if via_kafkad
             else "",
             "connections": conns,
@@ -737,6 +745,7 @@ def cmd_run(o: argparse.Namespace) -> int:
             "ss_interval", "partitions")},
         "jmx": bool(o.jmx_port),
         "broker_data": o.broker_data,
+        "daemon_nice": o.daemon_nice,
     }
     b = Bench(o)
     data: Dict[str, Any] = {"meta": meta}
@@ -790,6 +799,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     r.add_argument("--daemon0-pid", type=int, default=0)
     r.add_argument("--socket-side", required=True, help="fresh kafkad with linger.ms=5 (footprint, fan-in, hop)")
     r.add_argument("--side-pid", type=int, required=True)
+    r.add_argument("--socket-side0", required=True, help="a daemon like --socket-side, at nice 0 (fan-in)")
+    r.add_argument("--side0-pid", type=int, required=True)
+    r.add_argument("--daemon-nice", type=int, default=0, help="the nice value of the other daemons (report)")
     r.add_argument("--raw-bin", required=True, help="bench/raw_produce.c, compiled")
     r.add_argument("--prefix", required=True)
     r.add_argument("--pycache", required=True, help="PYTHONPYCACHEPREFIX for the client processes")
