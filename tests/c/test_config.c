@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "partitioner.h"
+#include "testutil.h"
 
 #ifndef KAFKAD_EXE
 #error "KAFKAD_EXE must be defined (tests/c/meson.build)"
@@ -645,9 +646,5 @@ int main(void)
 	tcase_add_test(tc, check_config_error);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run_suite(s);
 }

@@ -1783,10 +1783,7 @@ int main(void)
 		perror("mkdtemp");
 		return EXIT_FAILURE;
 	}
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = tu_run_suite(s);
 	nftw(base_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return rc;
 }

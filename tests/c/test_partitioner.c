@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "partitioner.h"
+#include "testutil.h"
 
 static void hex20(const uint8_t d[20], char out[41])
 {
@@ -195,9 +196,5 @@ int main(void)
 	tcase_add_test(tc, keyed_partitioners_in_range);
 	tcase_add_test(tc, parse_names);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run_suite(s);
 }

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "producer.h"
+#include "testutil.h"
 
 #include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (producer.h) */
 
@@ -286,9 +287,5 @@ static Suite *producer_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(producer_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return tu_run_suite(producer_suite());
 }

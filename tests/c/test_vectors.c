@@ -232,11 +232,8 @@ int main(void)
 	/* one test per file, so the log names each vector */
 	tcase_add_loop_test(tc, vector_replay, 0, n_names);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = tu_run_suite(s);
 	for (int i = 0; i < n_names; i++)
 		free(names[i]);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return rc;
 }

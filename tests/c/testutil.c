@@ -217,3 +217,12 @@ char *tu_dump(json_t *v)
 	ck_assert_ptr_nonnull(s);
 	return s;
 }
+
+int tu_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -3,6 +3,7 @@
 #ifndef KAFKAD_TESTUTIL_H
 #define KAFKAD_TESTUTIL_H
 
+#include <check.h>
 #include <jansson.h>
 #include <msgpack.h>
 #include <stdbool.h>
@@ -31,5 +32,9 @@ json_t *tu_to_json(const msgpack_object *o, char *err, size_t errlen);
 json_t *tu_json(const char *text);
 /* Compact one-line dump (malloc'd). */
 char *tu_dump(json_t *v);
+
+/* Runs the suite (Check's default fork mode) and frees it; the process's
+ * exit status: EXIT_SUCCESS when every test passed. */
+int tu_run_suite(Suite *s);
 
 #endif
