@@ -129,3 +129,64 @@ def test_produce_sync(kafka_cluster, daemon_factory):
     kd.stop()
     with pytest.raises(ConnectionLost):
         produce_sync(topic, b"v", socket_path=kd.socket)
+
+
+def _spread_run(kd, topic, requests, per_request, pause):
+    """Report-mode produce_batch calls of bare values; returns the reports by
+    request and every (value, partition, offset) the reports claim."""
+    by_request = []
+    claimed = []
+    with Client(kd.socket) as c:
+        # the topic's first use starts the daemon's metadata fetch; until it is
+        # in, librdkafka's own partitioner places runs (its sticky window can
+        # split a request)
+        c.produce(topic, b"warm-up", ack="wait")
+        time.sleep(0.5)
+        for r in range(requests):
+            values = [b"%d-%d" % (r, i) for i in range(per_request)]
+            res = c.produce_batch(topic, values)
+            by_request.append((res.seq, values))
+            time.sleep(pause)
+        assert c.flush(30) == 0
+        reports = {rep.seq: rep for rep in c.poll_reports(max=1 << 20)}
+    for seq, values in by_request:
+        for i, v in enumerate(values):
+            rep = reports[seq + i]
+            assert rep.error is None, rep
+            claimed.append((v, rep.partition, rep.offset))
+    return by_request, reports, claimed
+
+
+def test_unkeyed_runs_stick_to_a_partition_then_move_on(kafka_cluster, daemon_factory):
+    """The daemon picks the partition of a run of bare values itself
+    (librdkafka's sticky rule: a random partition with a leader, kept for
+    sticky.partitioning.linger.ms). On the real broker: each request of at
+    most 256 values lands on one partition, requests spaced beyond the linger
+    spread over the partitions, and the reports' partitions and offsets are
+    where an independent consumer finds the messages."""
+    kd = daemon_factory(extra="sticky.partitioning.linger.ms = 5\n")
+    topic = kafka_cluster.new_topic("sticky", partitions=6)
+    by_request, reports, claimed = _spread_run(kd, topic, requests=40, per_request=200, pause=0.02)
+    used = set()
+    for seq, values in by_request:
+        parts = {reports[seq + i].partition for i in range(len(values))}
+        assert len(parts) == 1, f"one request of {len(values)} values went to partitions {parts}"
+        used |= parts
+    assert len(used) >= 3, f"40 requests 20 ms apart used only partitions {used}"
+    records = by_value(read_all(kafka_cluster.bootstrap, topic, expect=len(claimed) + 1))
+    for v, p, off in claimed:
+        assert (records[v].partition, records[v].offset) == (p, off)
+
+
+def test_no_stickiness_spreads_each_request(kafka_cluster, daemon_factory):
+    """sticky.partitioning.linger.ms = 0: librdkafka's partitioner picks per
+    message, so one request's values spread over the partitions."""
+    kd = daemon_factory(extra="sticky.partitioning.linger.ms = 0\n")
+    topic = kafka_cluster.new_topic("nosticky", partitions=6)
+    by_request, reports, claimed = _spread_run(kd, topic, requests=2, per_request=200, pause=0)
+    for seq, values in by_request:
+        parts = {reports[seq + i].partition for i in range(len(values))}
+        assert len(parts) > 1, "200 values on one partition of six with per-message random partitioning"
+    records = by_value(read_all(kafka_cluster.bootstrap, topic, expect=len(claimed) + 1))
+    del records[b"warm-up"]
+    assert {v: (r.partition, r.offset) for v, r in records.items()} == {v: (p, o) for v, p, o in claimed}
