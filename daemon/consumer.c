@@ -243,8 +243,8 @@ static void set_holder(kd_cpart *p, kd_attach *a)
 
 static void set_paused(kd_consumer *c, kd_cpart *p, bool pause)
 {
-	if (p->paused == pause)
-		return;
+	if (p->paused == pause || (!pause && p->seeking))
+		return; /* a seeking partition stays paused until seek_done */
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition);
 	rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
@@ -281,6 +281,13 @@ static void close_work_done(uv_work_t *w, int status);
  * an asynchronous seek leaves a window in which messages fetched before it
  * still look current and would be handed out after the new position was
  * promised. Until the seek is applied, the partition's intake is dropped. */
+/* c's partition for a list element, or NULL. */
+static kd_cpart *elem_part(kd_consumer *c, const rd_kafka_topic_partition_t *e)
+{
+	int t = topic_index(c, e->topic);
+	return t < 0 ? NULL : find_part(c, (uint32_t)t, e->partition);
+}
+
 /* A pool job of c's ended: the last one lets a deferred close go ahead. */
 static void job_finished(kd_consumer *c)
 {
@@ -316,11 +323,12 @@ static void seek_done(uv_work_t *w, int status)
 	seek_job *j = w->data;
 	kd_consumer *c = j->c;
 	for (int i = 0; !c->closing && i < j->list->cnt; i++) {
-		int t = topic_index(c, j->list->elems[i].topic);
-		kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, j->list->elems[i].partition);
+		kd_cpart *p = elem_part(c, &j->list->elems[i]);
 		if (p && p->seeking) {
 			p->seeking--;
 			buf_clear(p); /* anything that slipped in before the seek applied */
+			if (!p->seeking)
+				set_paused(c, p, false); /* fetching resumes at the new position */
 		}
 	}
 	rd_kafka_topic_partition_list_destroy(j->list);
@@ -328,7 +336,11 @@ static void seek_done(uv_work_t *w, int status)
 	job_finished(c);
 }
 
-/* Seeks the listed partitions (offsets set), marking them seeking. */
+/* Seeks the listed partitions (offsets set), marking them seeking. Each is
+ * paused first (the pause reaches librdkafka before the seek does) and stays
+ * paused until seek_done: what librdkafka fetched from the new position
+ * before the loop hears that the seek applied would otherwise be dropped as
+ * stale, and never fetched again. */
 static int seek_async(kd_consumer *c, const rd_kafka_topic_partition_list_t *l)
 {
 	seek_job *j = calloc(1, sizeof(*j));
@@ -337,18 +349,24 @@ static int seek_async(kd_consumer *c, const rd_kafka_topic_partition_list_t *l)
 	j->c = c;
 	j->list = rd_kafka_topic_partition_list_copy(l);
 	j->work.data = j;
+	for (int i = 0; i < l->cnt; i++) {
+		kd_cpart *p = elem_part(c, &l->elems[i]);
+		if (p) {
+			set_paused(c, p, true);
+			p->seeking++;
+		}
+	}
 	if (uv_queue_work(c->cs->loop, &j->work, seek_run, seek_done) != 0) {
+		for (int i = 0; i < l->cnt; i++) {
+			kd_cpart *p = elem_part(c, &l->elems[i]);
+			if (p && p->seeking && !--p->seeking)
+				set_paused(c, p, false);
+		}
 		rd_kafka_topic_partition_list_destroy(j->list);
 		free(j);
 		return -1;
 	}
 	c->jobs++;
-	for (int i = 0; i < l->cnt; i++) {
-		int t = topic_index(c, l->elems[i].topic);
-		kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, l->elems[i].partition);
-		if (p)
-			p->seeking++;
-	}
 	return 0;
 }
 
