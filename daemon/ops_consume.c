@@ -798,11 +798,30 @@ void op_committed(kd_session *s, const kd_request *req, const char *payload, uin
 	start_query(s, req, q, committed_run);
 }
 
+/* Leadership moving (a topic just created, a broker restarting): librdkafka
+ * learns the new leader from its next metadata refresh, so asking again a
+ * little later succeeds. */
+static bool leader_moving(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION || err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+}
+
+#define WATERMARKS_RETRY_MS 100
+
 static void watermarks_run(bg_job *job)
 {
 	query_job *q = job->data;
 	int64_t lo = -1, hi = -1;
-	rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(q->rk, q->topic, q->partition, &lo, &hi, q->timeout_ms);
+	uint64_t deadline = uv_hrtime() + (uint64_t)q->timeout_ms * 1000000u;
+	rd_kafka_resp_err_t err;
+	for (;;) {
+		uint64_t now = uv_hrtime();
+		int left = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
+		err = rd_kafka_query_watermark_offsets(q->rk, q->topic, q->partition, &lo, &hi, left > 0 ? left : 1);
+		if (!leader_moving(err) || left <= WATERMARKS_RETRY_MS)
+			break;
+		uv_sleep(WATERMARKS_RETRY_MS); /* a pool thread: blocks nobody */
+	}
 	if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
 		/* librdkafka says so for a missing topic too: tell them apart like
 		 * metadata and consumer_open do (all topics: asking for this one
