@@ -60,41 +60,35 @@ def pack(obj: Any, out: List[bytes]) -> None:
         out.append(_int(obj))
     elif t is str:
         b = obj.encode("utf-8")
-        n = len(b)
-        if n < 32:
-            out.append(bytes((0xA0 | n,)))
-        elif n < 0x100:
-            out.append(bytes((0xD9, n)))
-        elif n < 0x10000:
-            out.append(b"\xda" + n.to_bytes(2, "big"))
-        else:
-            out.append(b"\xdb" + n.to_bytes(4, "big"))
+        out.append(_head(len(b), 0xA0, 32, 0xD9, 0xDA, 0xDB))
         out.append(b)
     elif t in _BYTES:
         b = obj if t is bytes else bytes(obj)
-        n = len(b)
-        if n < 0x100:
-            out.append(bytes((0xC4, n)))
-        elif n < 0x10000:
-            out.append(b"\xc5" + n.to_bytes(2, "big"))
-        else:
-            out.append(b"\xc6" + n.to_bytes(4, "big"))
+        out.append(_head(len(b), 0, 0, 0xC4, 0xC5, 0xC6))
         out.append(b)
     elif t is list or t is tuple:
-        n = len(obj)
-        out.append(bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 0x10000
-                                                      else b"\xdd" + n.to_bytes(4, "big")))
+        out.append(_head(len(obj), 0x90, 16, 0, 0xDC, 0xDD))
         for v in obj:
             pack(v, out)
     elif t is dict:
-        n = len(obj)
-        out.append(bytes((0x80 | n,)) if n < 16 else (b"\xde" + n.to_bytes(2, "big") if n < 0x10000
-                                                      else b"\xdf" + n.to_bytes(4, "big")))
+        out.append(_head(len(obj), 0x80, 16, 0, 0xDE, 0xDF))
         for k, v in obj.items():
             pack(k, out)
             pack(v, out)
     else:
         raise TypeError(f"cannot encode {t.__name__}")
+
+
+def _head(n: int, fix: int, fix_below: int, tag8: int, tag16: int, tag32: int) -> bytes:
+    """The header of a str/bin/array/map of length ``n``: the fix form below
+    ``fix_below`` (0: none), else the 8-bit form (tag 0: none), 16 or 32."""
+    if n < fix_below:
+        return bytes((fix | n,))
+    if tag8 and n < 0x100:
+        return bytes((tag8, n))
+    if n < 0x10000:
+        return bytes((tag16,)) + n.to_bytes(2, "big")
+    return bytes((tag32,)) + n.to_bytes(4, "big")
 
 
 def _int(v: int) -> bytes:
