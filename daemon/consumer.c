@@ -693,8 +693,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 		/* messages of these partitions still in the queue find no
 		 * partition (intake_message drops them) */
 		for (int i = 0; i < parts->cnt; i++) {
-			int t = topic_index(c, parts->elems[i].topic);
-			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, parts->elems[i].partition);
+			kd_cpart *p = elem_part(c, &parts->elems[i]);
 			if (p)
 				remove_part(c, p);
 		}
@@ -712,8 +711,7 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
 	if (!c->closing) {
 		for (int i = 0; offsets && i < offsets->cnt; i++) {
 			const rd_kafka_topic_partition_t *tp = &offsets->elems[i];
-			int t = topic_index(c, tp->topic);
-			kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, tp->partition);
+			kd_cpart *p = elem_part(c, tp);
 			if (p && !tp->err && tp->offset >= 0)
 				p->commit_pos = tp->offset;
 		}
@@ -1528,7 +1526,7 @@ int attach_seek(kd_attach *a, const rd_kafka_topic_partition_list_t *offsets, ch
 	if (rc)
 		return rc;
 	for (int i = 0; i < offsets->cnt; i++) {
-		kd_cpart *p = find_part(c, (uint32_t)topic_index(c, offsets->elems[i].topic), offsets->elems[i].partition);
+		kd_cpart *p = elem_part(c, &offsets->elems[i]); /* check_held: held, so present */
 		buf_clear(p);
 		p->commit_pos = OFFSET_UNKNOWN;
 		p->next_hand = OFFSET_UNKNOWN;
