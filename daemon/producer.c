@@ -46,7 +46,6 @@ struct kd_topic {
 	uint8_t *leader_ok;
 	uint64_t meta_due;     /* uv_now() at which to fetch a new snapshot */
 	uint64_t meta_started; /* uv_now() of the last fetch started */
-	bool meta_busy;
 	int32_t sticky; /* the partition unkeyed runs go to until sticky_until */
 	uint64_t sticky_until;
 	UT_hash_handle hh;
@@ -86,6 +85,10 @@ struct kd_cluster {
 	/* sticky.partitioning.linger.ms; 0: librdkafka picks per message */
 	int sticky_ms;
 	uint64_t rng; /* xorshift64 state for picking sticky partitions */
+	/* a topic's metadata fetch is on the thread pool: one per cluster at a
+	 * time, so that with the broker down (each fetch waits out its
+	 * timeout) many topics in use cannot occupy the whole pool */
+	bool meta_busy;
 };
 
 typedef struct undelivered {
@@ -909,7 +912,7 @@ static void topic_meta_done(uv_work_t *w, int status)
 	meta_job *j = w->data;
 	kd_topic *t = j->t;
 	uint64_t now = uv_now(t->cluster->owner->loop);
-	t->meta_busy = false;
+	t->cluster->meta_busy = false;
 	if (status == 0 && j->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		free(t->leader_ok);
 		t->leader_ok = j->leader_ok;
@@ -928,7 +931,7 @@ static void topic_meta_done(uv_work_t *w, int status)
 
 static void topic_meta_refresh(kd_topic *t, uint64_t now)
 {
-	if (t->meta_busy || now < t->meta_due || now < t->meta_started + META_RETRY_MS ||
+	if (t->cluster->meta_busy || now < t->meta_due || now < t->meta_started + META_RETRY_MS ||
 	    t->cluster->owner->shutting_down)
 		return;
 	meta_job *j = calloc(1, sizeof(*j));
@@ -940,7 +943,7 @@ static void topic_meta_refresh(kd_topic *t, uint64_t now)
 		free(j);
 		return;
 	}
-	t->meta_busy = true;
+	t->cluster->meta_busy = true;
 	t->meta_started = now;
 }
 
