@@ -18,7 +18,10 @@ FAST = "message.timeout.ms = 4000\n"
 
 
 def test_sigterm_delivers_messages_in_flight(kafka_cluster, daemon_factory):
-    d = daemon_factory(extra=FAST)
+    # a long linger keeps the messages queued in the daemon until SIGTERM (its
+    # flush sends them at once): with the default 5 ms a slow ping answer on a
+    # loaded machine could come after every report, leaving nothing in flight
+    d = daemon_factory(extra=FAST + "linger.ms = 2000\n")
     topic = kafka_cluster.new_topic("sigterm", partitions=4)
     n_rep, n_none = 20000, 5000
     c = Client(d.socket, batch_messages=5000)
