@@ -776,11 +776,19 @@ static bool intake(kd_consumer *c)
 
 static void notify_ready(kd_consumer *c)
 {
-	for (kd_attach *a = c->attaches; a; a = a->next)
-		if (a->waiting && attach_has_output(a)) {
-			a->waiting = false;
-			c->cs->ev->ready(c->cs->opaque, a);
-		}
+	/* ready() answers a parked consume; if the client has vanished, that
+	 * write closes its session, which detaches (frees) its attachments, this
+	 * one or others: so look again from the head after every call (each call
+	 * clears one attachment's waiting flag, so this ends). */
+	for (;;) {
+		kd_attach *a = c->attaches;
+		while (a && !(a->waiting && attach_has_output(a)))
+			a = a->next;
+		if (!a)
+			return;
+		a->waiting = false;
+		c->cs->ev->ready(c->cs->opaque, a);
+	}
 }
 
 static void on_consumer_idle(uv_idle_t *h)
