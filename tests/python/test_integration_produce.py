@@ -127,6 +127,20 @@ def test_headers_and_timestamp_round_trip(kafka_cluster, kd, ack):
         assert r.timestamp_type == TIMESTAMP_CREATE_TIME
 
 
+def test_test_broker_keeps_records_with_old_timestamps(kafka_cluster):
+    """The tests here and in the Go suite produce records stamped years ago;
+    with Kafka's default 7-day time retention the broker deletes them at its
+    next retention check, which once fell between a Go test's produce and its
+    consume (it then read nothing). The harness turns time retention off."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    topic = kafka_cluster.new_topic("retention", partitions=1)
+    admin = AdminClient({"bootstrap.servers": kafka_cluster.bootstrap})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([res])[res].result(timeout=30)
+    assert configs["retention.ms"].value == "-1", configs["retention.ms"]
+
+
 def test_null_and_empty_key_and_value_are_distinct(kafka_cluster, kd):
     topic = kafka_cluster.new_topic("nulls", partitions=1)
     cases = [(None, None), (b"", None), (None, b""), (b"", b""), (b"v", None), (None, b"k")]
