@@ -90,8 +90,8 @@ fi
 # ---------------------------------------------------------------- python venv
 # import name -> pip requirement. pykafka 2.8.0 pins kazoo==2.5.0, so kazoo is
 # pinned to the same version to keep pip's resolver from fighting over it.
-PY_IMPORTS=(msgpack pytest confluent_kafka kafka pykafka kazoo matplotlib)
-PY_SPECS=(msgpack pytest confluent-kafka kafka-python pykafka==2.8.0 kazoo==2.5.0 matplotlib)
+PY_IMPORTS=(msgpack pytest confluent_kafka kafka pykafka kazoo matplotlib mypy)
+PY_SPECS=(msgpack pytest confluent-kafka kafka-python pykafka==2.8.0 kazoo==2.5.0 matplotlib mypy)
 
 # One interpreter start checks all of them; prints the pip specs missing.
 py_missing() {

@@ -40,11 +40,16 @@ PYTEST=("$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider)
 step "C suites (Check)"
 meson test -C build --print-errorlogs
 
+step "Python stub type check (mypy --strict, as its pyproject.toml says)"
+(cd client-stubs/python && "$ROOT/.venv/bin/python" -m mypy --cache-dir "$KDIR/mypy-cache" kafkad)
+
 step "Python suites (pytest) against $BOOTSTRAP"
 KAFKAD_BIN="$ROOT/build/daemon/kafkad" "${PYTEST[@]}" tests/python
 
 if [ -f client-stubs/go/go.mod ]; then
     step "Go suites (go vet, go test -race)"
+    unformatted=$(cd client-stubs/go && gofmt -l .)
+    [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
     (cd client-stubs/go && go vet ./... && KAFKAD_BIN="$ROOT/build/daemon/kafkad" go test -race -count=1 ./...)
 fi
 
