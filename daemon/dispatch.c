@@ -21,6 +21,7 @@ static const kd_op op_table[] = {
 	{"committed", op_committed},
 	{"seek", op_seek},
 	{"watermarks", op_watermarks},
+	{"offsets_for_times", op_offsets_for_times},
 	{"consumer_close", op_consumer_close},
 	{NULL, NULL},
 };

@@ -19,6 +19,7 @@ void op_commit(kd_session *s, const kd_request *req, const char *payload, uint32
 void op_committed(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
 void op_seek(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
 void op_watermarks(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
+void op_offsets_for_times(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
 void op_consumer_close(kd_session *s, const kd_request *req, const char *payload, uint32_t len);
 
 /* The consumer layer's upward callbacks (opaque: the kd_daemon). */

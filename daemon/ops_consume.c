@@ -851,23 +851,114 @@ static void watermarks_run(bg_job *job)
 	job->frame = writer_take(&w, &job->frame_len);
 }
 
-void op_watermarks(kd_session *s, const kd_request *req, const char *payload, uint32_t len)
+/* The request's cluster (its default when none is named), or NULL with the
+ * error answered. */
+static kd_cluster *get_cluster(kd_session *s, const kd_request *req)
 {
-	(void)payload;
-	(void)len;
 	const char *str = NULL;
 	uint32_t n = 0;
 	int r = codec_get_str(req->args, "cluster", &str, &n);
 	kd_cluster *c = r < 0 ? NULL : producers_cluster(s->d->producers, r > 0 ? str : NULL, r > 0 ? n : 0);
 	if (r < 0) {
 		session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "cluster: expected a string");
-		return;
+		return NULL;
 	}
 	if (!c) {
 		char q[KD_QUOTE_MAX];
 		session_reply_error(s, req, KD_ERR_UNKNOWN_CLUSTER, "no cluster named '%s'", codec_quote(q, sizeof(q), str, n));
+		return NULL;
+	}
+	return c;
+}
+
+/* ListOffsets by timestamp through the cluster's producer handle (which
+ * holds the broker connections already). A partition's error fails the
+ * request, naming the partition; leadership moving is asked again every
+ * 100 ms within the timeout, as for watermarks. */
+static void offsets_for_times_run(bg_job *job)
+{
+	query_job *q = job->data;
+	uint64_t deadline = uv_hrtime() + (uint64_t)q->timeout_ms * 1000000u;
+	rd_kafka_topic_partition_list_t *asked = rd_kafka_topic_partition_list_copy(q->list);
+	rd_kafka_resp_err_t err;
+	const rd_kafka_topic_partition_t *bad;
+	for (;;) {
+		uint64_t now = uv_hrtime();
+		int left = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
+		err = rd_kafka_offsets_for_times(q->rk, q->list, left > 0 ? left : 1);
+		bad = NULL;
+		for (int i = 0; i < q->list->cnt && !bad; i++)
+			if (q->list->elems[i].err)
+				bad = &q->list->elems[i];
+		bool moving = leader_moving(err) || (bad && leader_moving(bad->err));
+		if (!moving || left <= WATERMARKS_RETRY_MS)
+			break;
+		uv_sleep(WATERMARKS_RETRY_MS);
+		/* librdkafka wrote its answers over the timestamps: ask afresh */
+		rd_kafka_topic_partition_list_destroy(q->list);
+		q->list = rd_kafka_topic_partition_list_copy(asked);
+	}
+	rd_kafka_topic_partition_list_destroy(asked);
+	if (err || bad) {
+		char msg[512];
+		if (bad) {
+			err = bad->err;
+			snprintf(msg, sizeof(msg), "offsets_for_times of %s[%d]: %s", bad->topic, bad->partition,
+				 rd_kafka_err2str(err));
+		} else {
+			snprintf(msg, sizeof(msg), "offsets_for_times: %s", rd_kafka_err2str(err));
+		}
+		job_error(job, err, msg);
 		return;
 	}
+	kd_writer w;
+	writer_init(&w);
+	writer_begin_ok(&w, job->req_id, true);
+	msgpack_pack_map(&w.pk, 1);
+	pack_cstr(&w.pk, "offsets");
+	pack_tp_list(&w.pk, q->list);
+	job->frame = writer_take(&w, &job->frame_len);
+}
+
+void op_offsets_for_times(kd_session *s, const kd_request *req, const char *payload, uint32_t len)
+{
+	(void)payload;
+	(void)len;
+	kd_cluster *c = get_cluster(s, req);
+	if (!c)
+		return;
+	rd_kafka_topic_partition_list_t *l = parse_tp_list(s, req, "timestamps", true, true);
+	if (!l)
+		return;
+	int timeout;
+	if (l->cnt == 0 || l->cnt > 100000) {
+		session_reply_error(s, req, KD_ERR_INVALID_ARGUMENT, "timestamps: 1..100000 partitions");
+		rd_kafka_topic_partition_list_destroy(l);
+		return;
+	}
+	if (!get_timeout(s, req, &timeout)) {
+		rd_kafka_topic_partition_list_destroy(l);
+		return;
+	}
+	query_job *q = calloc(1, sizeof(*q));
+	if (!q) {
+		rd_kafka_topic_partition_list_destroy(l);
+		session_reply_error(s, req, KD_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	q->rk = cluster_rk(c);
+	q->list = l;
+	q->timeout_ms = timeout;
+	start_query(s, req, q, offsets_for_times_run);
+}
+
+void op_watermarks(kd_session *s, const kd_request *req, const char *payload, uint32_t len)
+{
+	(void)payload;
+	(void)len;
+	kd_cluster *c = get_cluster(s, req);
+	if (!c)
+		return;
 	const char *topic;
 	uint32_t tlen;
 	int64_t part;

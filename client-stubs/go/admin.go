@@ -183,3 +183,21 @@ func (c *Client) Watermarks(ctx context.Context, topic string, partition int32) 
 	}
 	return low, high, nil
 }
+
+// OffsetsForTimes looks up, for each partition, the earliest offset whose
+// record timestamp is at or after the one given in Offset (ms since the
+// epoch, or OffsetBeginning / OffsetEnd for the low / high watermark): Kafka's
+// ListOffsets, as librdkafka's rd_kafka_offsets_for_times (SPEC 4.16). The
+// result is in the order asked; its Offset is -1 where every record is older.
+// Seek a consumer there to read from a point in time. The first partition
+// that fails fails the call (its error names it).
+func (c *Client) OffsetsForTimes(ctx context.Context, timestamps ...TopicPartitionOffset) ([]TopicPartitionOffset, error) {
+	args := c.clusterArgs(2)
+	args = append(args, mapEntry{"timestamps", tpoList(timestamps)},
+		mapEntry{"timeout_ms", timeoutMs(ctx, 5000, 600000)})
+	res, err := c.call(ctx, "offsets_for_times", args)
+	if err != nil {
+		return nil, err
+	}
+	return parseTPOList(res, "offsets_for_times")
+}

@@ -950,3 +950,53 @@ func TestConsumerOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOffsetsForTimes: the first offset at or after a time, -1 past the end,
+// the watermarks for OffsetBeginning/OffsetEnd, and a consumer seeking there.
+func TestOffsetsForTimes(t *testing.T) {
+	t.Parallel()
+	topic := createTopic(t, "times")
+	c := dial(t)
+	ctx := testCtx(t)
+	base := time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond)
+	for i := 0; i < 10; i++ {
+		for p := int32(0); p < 2; p++ {
+			m := Message{Value: []byte(fmt.Sprintf("t%d-%d", p, i)), Partition: Int32(p),
+				Timestamp: base.Add(time.Duration(i) * time.Second)}
+			if _, err := c.ProduceSync(ctx, topic, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ms := func(d time.Duration) int64 { return base.Add(d).UnixMilli() }
+	got, err := c.OffsetsForTimes(ctx,
+		TopicPartitionOffset{topic, 0, ms(3 * time.Second)},
+		TopicPartitionOffset{topic, 1, ms(4500 * time.Millisecond)},
+		TopicPartitionOffset{topic, 2, ms(time.Hour)},
+		TopicPartitionOffset{topic, 3, OffsetEnd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TopicPartitionOffset{{topic, 0, 3}, {topic, 1, 5}, {topic, 2, -1}, {topic, 3, 0}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("OffsetsForTimes = %v, want %v", got, want)
+	}
+	co, err := c.OpenConsumer(ctx, ConsumerConfig{Topics: []string{topic}, Partitions: []int32{0}, AutoOffsetReset: OffsetEarliest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := c.OffsetsForTimes(ctx, TopicPartitionOffset{topic, 0, ms(8 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.Seek(ctx, at...); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := consumeN(t, ctx, co, 2)
+	if len(msgs) != 2 || msgs[0].Offset != 8 || msgs[1].Offset != 9 || string(msgs[0].Value) != "t0-8" {
+		t.Fatalf("after seeking to the time of record 8: %+v", msgs)
+	}
+	if _, err := c.OffsetsForTimes(ctx, TopicPartitionOffset{uniq("go-missing"), 0, 0}); !errors.Is(err, ErrKafkaUnknownTopic) {
+		t.Errorf("missing topic: %v", err)
+	}
+}

@@ -883,6 +883,20 @@ def _check_watermarks(env: Env, c: Conn, st: Dict[str, Any], res: Any) -> None:
     assert res == {"low": 0, "high": env.per_partition()[3]}, res
 
 
+def _times_args(env: Env, c: Conn, st: Dict[str, Any]) -> Dict[str, Any]:
+    ts = {(m["partition"], m["offset"]): m["timestamp"] for m in env.prefill}
+    return {"timestamps": [[env.topic, 0, ts[(0, 1)]],          # exactly the second record's
+                           [env.topic, 1, ts[(1, 0)] - 1000],   # before every record
+                           [env.topic, 2, ts[(2, 2)] + 1],      # after every record
+                           [env.topic, 3, -1]],                 # latest: the high watermark
+            "timeout_ms": 10000}
+
+
+def _check_offsets_for_times(env: Env, c: Conn, st: Dict[str, Any], res: Any) -> None:
+    high3 = env.per_partition()[3]
+    assert res == {"offsets": [[env.topic, 0, 1], [env.topic, 1, 0], [env.topic, 2, -1], [env.topic, 3, high3]]}, res
+
+
 def _check_close(env: Env, c: Conn, st: Dict[str, Any], res: Any) -> None:
     assert res == {}
     for op, args in (("consume", {"handle": st["handle"]}), ("consumer_close", {"handle": st["handle"]})):
@@ -945,6 +959,7 @@ OP_CASES: List[OpCase] = [
            setup=_setup_consumer(read_all=True), check=_check_seek),
     OpCase("watermarks", "watermarks", lambda env, c, st: {"topic": env.topic, "partition": 3, "timeout_ms": 10000},
            WATERMARKS_RESULT, check=_check_watermarks),
+    OpCase("offsets_for_times", "offsets_for_times", _times_args, OFFSETS_RESULT, check=_check_offsets_for_times),
     OpCase("consumer_close", "consumer_close", _with_handle(), EMPTY,
            setup=lambda env, c: {"handle": open_consumer(c, env)}, check=_check_close),
 ]
@@ -1190,6 +1205,15 @@ ERROR_CASES: List[ErrorCase] = [
               message_has="no-such-cluster"),
     ErrorCase("UNKNOWN_CLUSTER-watermarks", "UNKNOWN_CLUSTER",
               _simple("watermarks", lambda env: {"cluster": "nope", "topic": env.topic, "partition": 0})),
+    ErrorCase("INVALID_ARGUMENT-offsets_for_times-no-timestamps", "INVALID_ARGUMENT",
+              _simple("offsets_for_times", {}), message_has="timestamps"),
+    ErrorCase("INVALID_ARGUMENT-offsets_for_times-empty", "INVALID_ARGUMENT",
+              _simple("offsets_for_times", {"timestamps": []}), message_has="timestamps"),
+    ErrorCase("INVALID_ARGUMENT-offsets_for_times-timestamp-type", "INVALID_ARGUMENT",
+              _simple("offsets_for_times", lambda env: {"timestamps": [[env.topic, 0, "yesterday"]]}),
+              message_has="timestamps[0]"),
+    ErrorCase("UNKNOWN_CLUSTER-offsets_for_times", "UNKNOWN_CLUSTER",
+              _simple("offsets_for_times", lambda env: {"cluster": "nope", "timestamps": [[env.topic, 0, 0]]})),
     ErrorCase("UNSUPPORTED_VERSION", "UNSUPPORTED_VERSION", _simple("hello", {"version": 0})),
     ErrorCase("INVALID_STATE-two-poll_reports", "INVALID_STATE", _poll_twice),
     ErrorCase("INVALID_STATE-two-flush", "INVALID_STATE", _flush_twice),
@@ -1215,6 +1239,10 @@ ERROR_CASES: List[ErrorCase] = [
     ErrorCase("KAFKA-consumer_open-missing-partition", "_UNKNOWN_PARTITION",
               _simple("consumer_open", lambda env: {"topic": env.topic, "partitions": [env.partitions + 3]}),
               code=KAFKA_BASE - 190, retriable=False),
+    ErrorCase("KAFKA-offsets_for_times-missing-topic", "UNKNOWN_TOPIC_OR_PART",
+              _simple("offsets_for_times", lambda env: {"timestamps": [[unique("proto-missing"), 0, 0]],
+                                                        "timeout_ms": 3000}),
+              code=KAFKA_BASE + 3, retriable=False),
     ErrorCase("KAFKA-metadata-unreachable-broker", "_TRANSPORT|_TIMED_OUT|_ALL_BROKERS_DOWN",
               _kafka_unreachable_metadata, retriable=True),
 ]

@@ -824,3 +824,56 @@ def test_client_vanishing_mid_consumer_open_leaves_nothing_behind(kafka_cluster,
         with c.consumer(topic, group=groups[0], auto_offset_reset="earliest") as con:
             assert con.consume(10, timeout=0.2) == []
     assert d.stop() == 0
+
+
+def test_offsets_for_times_matches_confluent_kafka_and_seeks_to_a_time(kafka_cluster, daemon):
+    """offsets_for_times (SPEC 4.16) answers what confluent-kafka's
+    Consumer.offsets_for_times answers on the same partitions, and a seek
+    there reads from that point in time on."""
+    import datetime as dt
+
+    topic = kafka_cluster.new_topic("ctimes", partitions=2)
+    base = int(time.time() * 1000) - 600_000
+    # partition p, i-th record: stamped base + 1000 * i (+ p), so there are gaps to land in
+    with Client(daemon.socket) as c:
+        res = c.produce_batch(topic, [{"value": b"t%d-%d" % (p, i), "partition": p, "timestamp": base + 1000 * i + p}
+                                      for i in range(10) for p in range(2)], ack="wait")
+        assert not res.errors, res
+        asks = {(topic, 0): base + 3000,            # exactly record 3
+                (topic, 1): base + 4500}            # between records 4 and 5 -> 5
+        got = c.offsets_for_times(asks)
+        assert got == {(topic, 0): 3, (topic, 1): 5}, got
+        late = c.offsets_for_times([(topic, 0, base + 99_000), (topic, 1, -2)])
+        assert late == {(topic, 0): -1, (topic, 1): 0}, late
+        # datetime, naive = UTC (PyKafka's convention), and aware
+        when = dt.datetime.fromtimestamp((base + 7000) / 1000, dt.timezone.utc)
+        assert c.offsets_for_times({(topic, 0): when, (topic, 1): when.replace(tzinfo=None)}) == \
+            {(topic, 0): 7, (topic, 1): 7}
+
+        ck = confluent_kafka.Consumer({"bootstrap.servers": kafka_cluster.bootstrap, "group.id": "ck-times"})
+        try:
+            for ts in (base - 5000, base, base + 1, base + 4500, base + 9001, base + 99_000):
+                theirs = ck.offsets_for_times([confluent_kafka.TopicPartition(topic, p, ts) for p in range(2)], 30)
+                ours = c.offsets_for_times([(topic, p, ts) for p in range(2)])
+                assert ours == {(tp.topic, tp.partition): tp.offset for tp in theirs}, (ts, ours, theirs)
+        finally:
+            ck.close()
+
+        # seek a consumer to a point in time
+        with c.consumer(topic, auto_offset_reset="earliest") as con:
+            drain(con, 20)
+            con.seek([(t, p, o) for (t, p), o in c.offsets_for_times([(topic, p, base + 8000) for p in range(2)]).items()])
+            again = drain(con, 4)
+            assert sorted((m.partition, m.offset) for m in again) == [(0, 8), (0, 9), (1, 8), (1, 9)]
+            assert all(m.timestamp >= base + 8000 for m in again)
+
+        with pytest.raises(E.KafkaError) as ei:
+            c.offsets_for_times([("no-such-topic-" + uuid.uuid4().hex[:8], 0, base)], timeout=3)
+        assert ei.value.name == "UNKNOWN_TOPIC_OR_PART", ei.value
+        with pytest.raises(E.KafkaError) as ei:
+            c.offsets_for_times([(topic, 7, base)], timeout=3)
+        assert ei.value.name in ("_UNKNOWN_PARTITION", "UNKNOWN_TOPIC_OR_PART"), ei.value
+        with pytest.raises(E.InvalidArgument):
+            c.offsets_for_times([(topic, 0, "yesterday")])
+        # the connection stays usable after the errors
+        assert c.offsets_for_times([(topic, 1, base)]) == {(topic, 1): 0}

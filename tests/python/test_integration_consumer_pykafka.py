@@ -187,6 +187,49 @@ def _scenario(mod: Any, common: Any, bootstrap: str, name: str, group: bytes) ->
     return out
 
 
+def test_offsets_by_time_reset_and_fetch_offset_limit(kafka_cluster, kd):
+    """reset_offsets to a datetime and fetch_offset_limit(timestamp) as
+    PyKafka documents them for ListOffsets v1: the first record at or after
+    the time. (Not compared with the real PyKafka 2.8: against Kafka 3.9 its
+    fetch_offset_limit(ts) returns None and a reset to any datetime reads
+    from offset 0.) A time after every record: the end."""
+    import datetime as dt
+
+    from kafkad import Client
+    from kafkad.pykafka import KafkaClient
+
+    name = kafka_cluster.new_topic("pktime", partitions=2)
+    base = int(time.time() * 1000) - 600_000
+    with Client(kd.socket) as c:
+        res = c.produce_batch(name, [{"value": b"t%d-%d" % (p, i), "partition": p, "timestamp": base + 1000 * i}
+                                     for i in range(10) for p in range(2)], ack="wait")
+        assert not res.errors, res
+    client = KafkaClient("localhost:9092")
+    topic = client.topics[name]
+    part0 = topic.partitions[0]
+    assert part0.fetch_offset_limit(base + 3000) == [3]
+    assert part0.fetch_offset_limit(base + 3001) == [4]
+    assert part0.fetch_offset_limit(base + 99_000) == []
+    assert part0.fetch_offset_limit(pykafka.common.OffsetType.EARLIEST) == [0]
+    assert part0.fetch_offset_limit(pykafka.common.OffsetType.LATEST) == [10]
+    with pytest.raises(ValueError):
+        part0.fetch_offset_limit("soon")
+    consumer = topic.get_simple_consumer(consumer_timeout_ms=3000)
+    between = dt.datetime.utcfromtimestamp((base + 6500) / 1000)        # naive UTC, as PyKafka takes it
+    exact = dt.datetime.fromtimestamp((base + 4000) / 1000, dt.timezone.utc)
+    consumer.reset_offsets([(topic.partitions[0], between), (topic.partitions[1], exact)])
+    got = sorted((m.partition_id, m.offset) for m in consumer)
+    assert got == [(0, o) for o in range(7, 10)] + [(1, o) for o in range(4, 10)], got
+    consumer.reset_offsets([(topic.partitions[0], dt.datetime.utcfromtimestamp((base + 99_000) / 1000))])
+    assert consumer.consume(block=False) is None
+    with Client(kd.socket) as c:
+        c.produce(name, b"later", partition=0, ack="wait")
+    later = consumer.consume()
+    assert later is not None and (later.partition_id, later.offset, later.value) == (0, 10, b"later")
+    consumer.stop()
+    client.close()
+
+
 def test_offset_semantics_match_real_pykafka(kafka_cluster, kd):
     name = kafka_cluster.new_topic("pksem", partitions=2)
     produce(kd.socket, name, 20, 2)  # 10 per partition, values v-0..v-19

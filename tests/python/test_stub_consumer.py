@@ -386,6 +386,31 @@ def test_watermarks(fake):
         assert c.consumer("t").watermarks("t", 1) == (0, 2)
 
 
+def test_offsets_for_times_arguments_and_result(fake):
+    import datetime as dt
+
+    base = 1_800_000_000_000
+    for i in range(5):
+        fake.append("t", 0, b"m%d" % i, timestamp=base + 1000 * i)
+    with kafkad.Client(fake.socket_path) as c:
+        assert c.offsets_for_times({("t", 0): base + 1500, (b"t", 1): -1}) == {("t", 0): 2, ("t", 1): 0}
+        aware = dt.datetime.fromtimestamp((base + 3000) / 1000, dt.timezone.utc)
+        naive = aware.replace(tzinfo=None)  # read as UTC, as PyKafka does
+        assert c.offsets_for_times([("t", 0, aware)]) == {("t", 0): 3}
+        assert c.offsets_for_times([("t", 0, naive)]) == {("t", 0): 3}
+        assert c.offsets_for_times([("t", 0, base + 99_000)]) == {("t", 0): -1}
+        sent = [a for (_i, op, a) in fake.requests if op == "offsets_for_times"]
+        assert sent[0]["timestamps"] == [["t", 0, base + 1500], ["t", 1, -1]] and sent[0]["timeout_ms"] == 5000
+        assert sent[1]["timestamps"] == [["t", 0, base + 3000]]
+        for bad in ([("t", 0, "noon")], [("t", 0, True)], [], {}):
+            with pytest.raises(E.InvalidArgument):
+                c.offsets_for_times(bad)
+        with pytest.raises(E.KafkaError) as ei:
+            c.offsets_for_times([("missing", 0, base)])
+        assert ei.value.name == "UNKNOWN_TOPIC_OR_PART"
+        assert c.consumer("t").offsets_for_times([("t", 0, base)]) == {("t", 0): 0}
+
+
 # ---------------------------------------------------------------- asyncio
 
 
@@ -395,6 +420,7 @@ def test_async_consumer(fake):
     async def main():
         async with await AsyncClient.connect(fake.socket_path) as c:
             assert await c.watermarks("t", 0) == (0, 10)
+            assert await c.offsets_for_times([("t", 0, -1), ("t", 1, -2)]) == {("t", 0): 10, ("t", 1): 0}
             async with await c.consumer("t", group="g", auto_offset_reset="earliest", fetch_max=10) as con:
                 assert await con.wait_assignment(5) == {("t", 0), ("t", 1), ("t", 2)}
                 got = []

@@ -138,8 +138,12 @@ def test_reset_offsets_semantics(fake):
     consumer.reset_offsets()  # everything to auto_offset_reset (EARLIEST)
     assert consumer.held_offsets == {0: OffsetType.EARLIEST, 1: OffsetType.EARLIEST}
     assert len(list(consumer)) == 20
-    with pytest.raises(NotImplementedError):
-        consumer.reset_offsets([(p0, dt.datetime(2020, 1, 1))])
+    # a datetime (naive: UTC): from the first message stamped at or after it
+    # (p0 holds fill's i = 0, 2, 4, ...: i = 6 is its offset 3); none that late: the end
+    when = dt.datetime.utcfromtimestamp((1700000000000 + 5) / 1000)
+    consumer.reset_offsets([(p0, when), (p1, dt.datetime(2100, 1, 1))])
+    assert consumer.held_offsets == {0: 2, 1: 9}
+    assert [(m.partition_id, m.offset) for m in consumer] == [(0, o) for o in range(3, 10)]
     with pytest.raises(ValueError):
         consumer.reset_offsets([(p0, "3")])
     with pytest.raises(ValueError):
@@ -387,8 +391,12 @@ def test_offset_lookups(fake):
     p = topic.partitions[0]
     assert p.latest_available_offset() == 3 and p.earliest_available_offset() == 0
     assert p.fetch_offset_limit(OffsetType.LATEST) == [3]
-    with pytest.raises(NotImplementedError):
-        p.fetch_offset_limit(dt.datetime(2024, 1, 1))
+    # by time: the first message stamped at or after it (p0 holds fill's i = 0, 4, 8)
+    assert p.fetch_offset_limit(1700000000000 + 4) == [1]
+    assert p.fetch_offset_limit(dt.datetime.utcfromtimestamp(1700000000.001)) == [1]
+    assert p.fetch_offset_limit(dt.datetime(2024, 1, 1)) == []   # every message is older
+    with pytest.raises(ValueError):
+        p.fetch_offset_limit(-3)
     assert topic.fetch_offset_limits(OffsetType.EARLIEST)[1].err == 0
 
 

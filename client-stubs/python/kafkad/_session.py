@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from ._codec import FrameDecoder, new_packer
 from ._reports import SeqMap, compress_reports, expand_run, iter_run
-from .errors import BadFrame, ConnectionLost, KafkadError, ProtocolViolation, TooLarge, error_from_map
+from .errors import BadFrame, ConnectionLost, InvalidArgument, KafkadError, ProtocolViolation, TooLarge, error_from_map
 from .types import DeliveryReport, HelloInfo, ProduceResult, RecordMetadata
 
 # typing.TYPE_CHECKING without importing typing (mypy treats the name as true)
@@ -76,6 +76,40 @@ def ms(timeout: Optional[float]) -> int:
     if timeout is None:
         return FOREVER_MS
     return max(0, min(FOREVER_MS, int(timeout * 1000)))
+
+
+def timestamp_ms(v: Any) -> int:
+    """An int (ms since the epoch, or -2 earliest / -1 latest) as is; a
+    ``datetime`` in ms (a naive one read as UTC, as PyKafka does)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if hasattr(v, "tzinfo") and hasattr(v, "timestamp"):
+        if v.tzinfo is None:
+            import datetime as _dt
+
+            v = v.replace(tzinfo=_dt.timezone.utc)
+        return int(round(v.timestamp() * 1000))
+    raise InvalidArgument(f"timestamp: expected an int (ms) or a datetime, not {type(v).__name__}")
+
+
+def times_args(timestamps: Any) -> List[List[Any]]:
+    """``offsets_for_times``' list from ``{(topic, partition): ts}`` or
+    ``(topic, partition, ts)`` triples (ts: ms or datetime)."""
+    items = timestamps.items() if isinstance(timestamps, Mapping) else ((e[:2], e[2]) for e in timestamps)
+    out = []
+    for (topic, partition), ts in items:
+        t = topic.decode("utf-8") if isinstance(topic, (bytes, bytearray)) else topic
+        out.append([t, int(partition), timestamp_ms(ts)])
+    if not out:
+        raise InvalidArgument("offsets_for_times: no partitions given")
+    return out
+
+
+def times_result(res: Any) -> Dict[Tuple[str, int], int]:
+    offs = res.get("offsets") if isinstance(res, Mapping) else None
+    if not isinstance(offs, list):
+        raise ProtocolViolation("offsets_for_times result without offsets")
+    return {(t, p): o for t, p, o in offs}
 
 
 class Req:

@@ -35,6 +35,8 @@ from ._session import (
     Session,
     default_socket_path,
     ms,
+    times_args,
+    times_result,
 )
 from .errors import ConnectionLost, KafkadError, ProtocolViolation, TimedOut, TooLarge
 from .types import ClusterMetadata, DeliveryReport, ProduceResult, RecordMetadata
@@ -536,6 +538,16 @@ class AsyncClient(Session):
         if not isinstance(res, Mapping) or not isinstance(res.get("low"), int) or not isinstance(res.get("high"), int):
             raise ProtocolViolation("watermarks result without low/high")
         return res["low"], res["high"]
+
+    async def offsets_for_times(
+        self, timestamps: Any, timeout: float = 5.0, *, cluster: Optional[str] = None
+    ) -> Dict[Tuple[str, int], int]:
+        """As :meth:`kafkad.Client.offsets_for_times`."""
+        args = self._args(cluster)
+        args["timestamps"] = times_args(timestamps)
+        args["timeout_ms"] = max(1, ms(timeout))
+        wait = None if self.timeout is None else timeout + max(5.0, self.timeout)
+        return times_result(await self._call("offsets_for_times", args, wait))
 
     async def call(self, op: str, args: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = DEFAULT) -> Any:
         return await self._call(op, dict(args or {}), self.timeout if timeout is not None and timeout < 0 else timeout)

@@ -51,6 +51,8 @@ from ._session import (
     Session,
     default_socket_path,
     ms,
+    times_args,
+    times_result,
 )
 from .errors import ConnectionLost, InvalidArgument, KafkadError, ProtocolViolation, TimedOut, TooLarge
 from .types import ClusterMetadata, DeliveryReport, ProduceResult, RecordMetadata
@@ -931,6 +933,24 @@ class Client(Session):
         if not isinstance(res, Mapping) or not isinstance(res.get("low"), int) or not isinstance(res.get("high"), int):
             raise ProtocolViolation("watermarks result without low/high")
         return res["low"], res["high"]
+
+    def offsets_for_times(
+        self, timestamps: Any, timeout: float = 5.0, *, cluster: Optional[str] = None
+    ) -> Dict[Tuple[str, int], int]:
+        """For each partition, the earliest offset whose record timestamp is
+        at or after the given one; -1 where every record is older.
+
+        ``timestamps``: ``{(topic, partition): ts}`` or ``(topic, partition,
+        ts)`` triples; ``ts`` in ms since the epoch or a ``datetime`` (naive:
+        UTC), or -2 / -1 for the low / high watermark.  Returns
+        ``{(topic, partition): offset}``.  Seek a consumer there to read from
+        a point in time (confluent-kafka's ``offsets_for_times``).
+        """
+        args = self._args(cluster)
+        args["timestamps"] = times_args(timestamps)
+        args["timeout_ms"] = max(1, ms(timeout))
+        wait = None if self.timeout is None else timeout + max(5.0, self.timeout)
+        return times_result(self._call("offsets_for_times", args, wait))
 
     def call(self, op: str, args: Optional[Mapping[str, Any]] = None, timeout: Optional[float] = DEFAULT) -> Any:
         """Send any op and return its raw result (for ops newer than this stub)."""

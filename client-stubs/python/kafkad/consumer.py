@@ -1,4 +1,4 @@
-"""Daemon-held consumers (protocol SPEC 4.8-4.15) for :class:`kafkad.Client`.
+"""Daemon-held consumers (protocol SPEC 4.8-4.16) for :class:`kafkad.Client`.
 
 kafkad, not the app, is the Kafka consumer: :meth:`kafkad.Client.consumer`
 attaches this connection to a consumer the daemon holds (creating it on
@@ -846,6 +846,11 @@ class Consumer:
         """(low, high) offsets of a partition; high is the next offset to be written."""
         return self._client.watermarks(topic, partition, timeout, cluster=self._args.get("cluster"))
 
+    def offsets_for_times(self, timestamps: Any, timeout: float = 5.0) -> Dict[TopicPartition, int]:
+        """As :meth:`kafkad.Client.offsets_for_times`, on this consumer's
+        cluster: seek to the result to read from a point in time."""
+        return self._client.offsets_for_times(timestamps, timeout, cluster=self._args.get("cluster"))
+
     # -- closing -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -1128,6 +1133,9 @@ class AsyncConsumer:
 
     async def watermarks(self, topic: Union[str, bytes], partition: int, timeout: float = 5.0) -> Tuple[int, int]:
         return await self._client.watermarks(topic, partition, timeout, cluster=self._args.get("cluster"))
+
+    async def offsets_for_times(self, timestamps: Any, timeout: float = 5.0) -> Dict[TopicPartition, int]:
+        return await self._client.offsets_for_times(timestamps, timeout, cluster=self._args.get("cluster"))
 
     async def close(self) -> None:
         """As :meth:`Consumer.close`."""

@@ -84,7 +84,8 @@ class _Conn:
 # so does "zookeeper" mode (no ZooKeeper either: its member is alone in its
 # group; connect strings in FakeDaemon.zookeeper_unreachable time out).
 
-_CONSUMER_OPS = ("consumer_open", "consume", "commit", "committed", "seek", "watermarks", "consumer_close")
+_CONSUMER_OPS = ("consumer_open", "consume", "commit", "committed", "seek", "watermarks", "offsets_for_times",
+                 "consumer_close")
 _PARKED = object()
 
 
@@ -456,6 +457,29 @@ class _ConsumerOps:
         if p >= self.topics[t]:
             raise _OpError(KAFKA - 190, "_UNKNOWN_PARTITION", f"watermarks of {t}[{p}]: Local: Unknown partition")
         return {"low": 0, "high": self._log_len(t, p)}
+
+    def _op_offsets_for_times(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
+        asked = args.get("timestamps")
+        if not isinstance(asked, list) or not asked:
+            raise _invalid("timestamps: required (a non-empty list)")
+        out = []
+        for i, e in enumerate(asked):
+            if not (isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and e[0]
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in e[1:]) and e[1] >= 0 and e[2] >= -2):
+                raise _invalid(f"timestamps[{i}]: expected [topic, partition, offset (>= 0, or -2 earliest, -1 latest)]")
+            t, p, ts = e
+            if t not in self.topics:
+                raise _OpError(KAFKA + 3, "UNKNOWN_TOPIC_OR_PART", f"offsets_for_times of {t}[{p}]: Broker: Unknown topic or partition")
+            if p >= self.topics[t]:
+                raise _OpError(KAFKA - 190, "_UNKNOWN_PARTITION", f"offsets_for_times of {t}[{p}]: Local: Unknown partition")
+            with self.lock:
+                lg = list(self.log.get((t, p), []))
+            if ts < 0:
+                off = 0 if ts == -2 else len(lg)
+            else:  # a message without a timestamp counts as stamped 0 here
+                off = next((m.offset for m in lg if (m.timestamp or 0) >= ts), -1)
+            out.append([t, p, off])
+        return {"offsets": out}
 
     def _op_consumer_close(self, c: _Conn, rid: int, args: Dict[str, Any]) -> Any:
         a = self._attach_of(c, args)

@@ -419,11 +419,19 @@ class _DaemonConsumer:
             pairs = self._partition_ids(partition_offsets, "reset_offsets")
         log.info("Resetting offsets for %s partitions", len(pairs))
         targets: Dict[int, int] = {}
+        times = {pid: off for pid, off in pairs if isinstance(off, dt.datetime)}
+        if times:
+            # the first record at or after the time; none that late: the end
+            try:
+                found = kc.offsets_for_times([(self._topic_name, pid, t) for pid, t in times.items()])
+                for pid in times:
+                    off = found[(self._topic_name, pid)]
+                    targets[pid] = (off if off >= 0 else kc.watermarks(self._topic_name, pid)[1]) - 1
+            except KafkadError as e:
+                raise _translate(e) from e
         for pid, off in pairs:
             if isinstance(off, dt.datetime):
-                raise NotImplementedError(
-                    "reset_offsets to a datetime needs an offsets-for-times lookup, which kafkad does not offer"
-                )
+                continue
             if isinstance(off, bool) or not isinstance(off, int):
                 raise ValueError(f"Invalid offset value encountered in reset_offsets:\n\tPartition {pid} got offset '{off}'.")
             if off in MAGIC_OFFSETS:

@@ -75,23 +75,30 @@ class Partition:
 
     # offset lookups, answered by the daemon's ``watermarks`` op
     def fetch_offset_limit(self, offsets_before: Any, max_offsets: int = 1) -> List[int]:
-        """``[offset]`` for ``OffsetType.EARLIEST`` (-2: the first offset) or
-        ``OffsetType.LATEST`` (-1: the next offset to be written).  Offsets
-        before a timestamp need a lookup kafkad does not offer."""
-        if isinstance(offsets_before, dt.datetime) or offsets_before not in (-2, -1):
-            raise NotImplementedError(
-                "offsets before a timestamp need an offsets-for-times lookup, which kafkad does not offer; "
-                "use OffsetType.EARLIEST or OffsetType.LATEST"
-            )
+        """``[offset]`` for ``OffsetType.EARLIEST`` (-2: the first offset),
+        ``OffsetType.LATEST`` (-1: the next offset to be written), or a
+        timestamp (a ``datetime``, naive read as UTC, or ms since the epoch):
+        the first offset whose record is stamped at or after it, as Kafka's
+        ListOffsets v1 answers; ``[]`` when every record is older."""
+        if isinstance(offsets_before, bool) or not isinstance(offsets_before, (int, dt.datetime)) or (
+            isinstance(offsets_before, int) and offsets_before < -2
+        ):
+            raise ValueError(f"offsets_before is an invalid timestamp: {offsets_before!r}")
         topic = self.topic
         cluster = topic._cluster
         from .consumer import _translate
 
         try:
-            low, high = cluster._conn.watermarks(topic.name, self._id, cluster._timeout, cluster=cluster.cluster_name)
+            if offsets_before in (-2, -1):
+                low, high = cluster._conn.watermarks(topic.name, self._id, cluster._timeout, cluster=cluster.cluster_name)
+                return [low if offsets_before == -2 else high]
+            got = cluster._conn.offsets_for_times(
+                [(topic.name, self._id, offsets_before)], cluster._timeout, cluster=cluster.cluster_name
+            )
         except KafkadError as e:
             raise _translate(e) from e
-        return [low if offsets_before == -2 else high]
+        off = got[(topic.name.decode("utf-8") if isinstance(topic.name, bytes) else topic.name, self._id)]
+        return [off] if off >= 0 else []
 
     def latest_available_offset(self) -> int:
         """The offset of the next message that would be appended."""

@@ -51,8 +51,9 @@ class Topic:
 
     def fetch_offset_limits(self, offsets_before: Any, max_offsets: int = 1) -> Dict[int, Any]:
         """Partition id -> ``OffsetPartitionResponse(offset=[...], err=0)`` for
-        ``OffsetType.EARLIEST`` / ``LATEST`` (from the daemon's
-        ``watermarks``); see :meth:`Partition.fetch_offset_limit`."""
+        ``OffsetType.EARLIEST`` / ``LATEST`` (the daemon's ``watermarks``) or
+        a timestamp (its ``offsets_for_times``); see
+        :meth:`Partition.fetch_offset_limit`."""
         return {
             pid: OffsetPartitionResponse(p.fetch_offset_limit(offsets_before, max_offsets), 0)
             for pid, p in self._partitions.items()
