@@ -55,6 +55,9 @@ static const char *usage_text =
 	"      --commit                         commit what was printed before exiting (needs -g)\n"
 	"  commit TOPIC -g GROUP PARTITION:OFFSET...\n"
 	"                                       commit explicit offsets for GROUP\n"
+	"  offsets TOPIC [-t TIME_MS]           each partition's low and high watermark; with -t, also the\n"
+	"                                       first offset at or after TIME_MS (ms since the epoch; -1 if\n"
+	"                                       every record is older)\n"
 	"\n"
 	"exit codes: 0 success, 1 the operation failed, 2 usage error, 3 cannot reach the daemon\n";
 
@@ -882,6 +885,86 @@ static int cmd_commit(cli *c, int argc, char **argv)
 	return rc;
 }
 
+/* The partition count of topic from the daemon's metadata (exits on error). */
+static int32_t partition_count(cli *c, const char *topic)
+{
+	kd_writer w;
+	uint64_t id = begin(c, &w, "metadata", 1);
+	pack_cstr(&w.pk, "topics");
+	msgpack_pack_array(&w.pk, 1);
+	pack_cstr(&w.pk, topic);
+	const msgpack_object_array *topics = NULL, *parts = NULL;
+	codec_get_array(call(c, &w, id, NULL), "topics", &topics);
+	const msgpack_object *t = topics && topics->size == 1 ? &topics->ptr[0] : NULL;
+	const msgpack_object *err = t ? codec_map_get(t, "error") : NULL;
+	if (!t || err) {
+		const char *en = "no such topic";
+		uint32_t enl = (uint32_t)strlen(en);
+		if (err)
+			codec_get_str(err, "name", &en, &enl);
+		die(EXIT_FAILED, "%s: %.*s", topic, (int)enl, en);
+	}
+	codec_get_array(t, "partitions", &parts);
+	return parts ? (int32_t)parts->size : 0;
+}
+
+static int cmd_offsets(cli *c, int argc, char **argv)
+{
+	const char *usage = "offsets TOPIC [-t TIME_MS]";
+	bool at_time = false;
+	int64_t when = 0;
+	static const struct option o[] = {{"time", required_argument, NULL, 't'}, {NULL, 0, NULL, 0}};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "t:", o, NULL)) != -1) {
+		char *end = NULL;
+		if (ch != 't' || (when = strtoll(optarg, &end, 10), !end || *end || end == optarg || when < 0))
+			die(EXIT_USAGE, "%s (TIME_MS: an integer >= 0)", usage);
+		at_time = true;
+	}
+	if (argc - optind != 1)
+		die(EXIT_USAGE, "%s", usage);
+	const char *topic = argv[optind];
+	int32_t n = partition_count(c, topic);
+	int64_t *found = NULL;
+	if (at_time && n > 0) {
+		kd_writer w;
+		uint64_t id = begin(c, &w, "offsets_for_times", 1);
+		pack_cstr(&w.pk, "timestamps");
+		msgpack_pack_array(&w.pk, (size_t)n);
+		for (int32_t p = 0; p < n; p++) {
+			msgpack_pack_array(&w.pk, 3);
+			pack_cstr(&w.pk, topic);
+			msgpack_pack_int32(&w.pk, p);
+			msgpack_pack_int64(&w.pk, when);
+		}
+		const msgpack_object_array *offs = NULL;
+		codec_get_array(call(c, &w, id, NULL), "offsets", &offs);
+		found = calloc((size_t)n, sizeof(*found));
+		if (!found || !offs || offs->size != (uint32_t)n)
+			die(EXIT_FAILED, "offsets_for_times: unexpected result");
+		for (int32_t p = 0; p < n; p++) {
+			const msgpack_object *e = &offs->ptr[p];
+			found[p] = e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 3 ? e->via.array.ptr[2].via.i64 : -1;
+		}
+	}
+	for (int32_t p = 0; p < n; p++) {
+		kd_writer w;
+		uint64_t id = begin(c, &w, "watermarks", 2);
+		pack_kv_str(&w.pk, "topic", topic);
+		pack_kv_int(&w.pk, "partition", p);
+		int64_t low = -1, high = -1;
+		const msgpack_object *r = call(c, &w, id, NULL);
+		codec_get_int(r, "low", &low);
+		codec_get_int(r, "high", &high);
+		printf("%s[%d] low %lld high %lld", topic, p, (long long)low, (long long)high);
+		if (found)
+			printf(" at %lld: %lld", (long long)when, (long long)found[p]);
+		putchar('\n');
+	}
+	free(found);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = getenv("KAFKAD_SOCKET");
@@ -910,6 +993,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{"ping", cmd_ping},       {"stats", cmd_stats},     {"metadata", cmd_metadata},
 		{"produce", cmd_produce}, {"consume", cmd_consume}, {"commit", cmd_commit},
+		{"offsets", cmd_offsets},
 	};
 	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
 		if (strcmp(argv[i], cmds[k].name) != 0)

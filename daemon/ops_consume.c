@@ -701,6 +701,18 @@ static void query_cleanup(bg_job *job)
 	free(q);
 }
 
+/* A query job's answer: {"offsets": [[topic, partition, offset], ...]}. */
+static void job_reply_offsets(bg_job *job, const rd_kafka_topic_partition_list_t *l)
+{
+	kd_writer w;
+	writer_init(&w);
+	writer_begin_ok(&w, job->req_id, true);
+	msgpack_pack_map(&w.pk, 1);
+	pack_cstr(&w.pk, "offsets");
+	pack_tp_list(&w.pk, l);
+	job->frame = writer_take(&w, &job->frame_len);
+}
+
 /* A short-lived consumer handle with the group's id, so the query never
  * touches a daemon-held consumer that may close meanwhile. */
 static void committed_run(bg_job *job)
@@ -724,13 +736,7 @@ static void committed_run(bg_job *job)
 		job_error(job, err, NULL);
 		return;
 	}
-	kd_writer w;
-	writer_init(&w);
-	writer_begin_ok(&w, job->req_id, true);
-	msgpack_pack_map(&w.pk, 1);
-	pack_cstr(&w.pk, "offsets");
-	pack_tp_list(&w.pk, q->list);
-	job->frame = writer_take(&w, &job->frame_len);
+	job_reply_offsets(job, q->list);
 }
 
 static bool get_timeout(kd_session *s, const kd_request *req, int *out)
@@ -911,13 +917,7 @@ static void offsets_for_times_run(bg_job *job)
 		job_error(job, err, msg);
 		return;
 	}
-	kd_writer w;
-	writer_init(&w);
-	writer_begin_ok(&w, job->req_id, true);
-	msgpack_pack_map(&w.pk, 1);
-	pack_cstr(&w.pk, "offsets");
-	pack_tp_list(&w.pk, q->list);
-	job->frame = writer_take(&w, &job->frame_len);
+	job_reply_offsets(job, q->list);
 }
 
 void op_offsets_for_times(kd_session *s, const kd_request *req, const char *payload, uint32_t len)

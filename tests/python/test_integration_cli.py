@@ -91,3 +91,28 @@ def test_failures_exit_1(kafka_cluster, daemon_factory) -> None:
     assert r.returncode == 1 and b"UNKNOWN_TOPIC_OR_PART" in r.stdout
     r = run(d.socket, ["produce", "bad topic name"], stdin=b"x\n")
     assert r.returncode == 1 and b"INVALID_ARGUMENT" in r.stderr
+
+
+def test_offsets_prints_watermarks_and_the_offset_at_a_time(kafka_cluster, daemon) -> None:
+    import time
+
+    from kafkad import Client
+
+    topic = kafka_cluster.new_topic("clioffs", partitions=2)
+    base = int(time.time() * 1000) - 600_000
+    with Client(daemon.socket) as c:   # p0: 5 records stamped base + 1000 i; p1: 2 records
+        res = c.produce_batch(topic, [{"value": b"x", "partition": 0, "timestamp": base + 1000 * i} for i in range(5)]
+                              + [{"value": b"y", "partition": 1, "timestamp": base + 1000 * i} for i in range(2)],
+                              ack="wait")
+        assert not res.errors, res
+    r = run(daemon.socket, ["offsets", topic])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [f"{topic}[0] low 0 high 5", f"{topic}[1] low 0 high 2"]
+    r = run(daemon.socket, ["offsets", topic, "-t", str(base + 2500)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [f"{topic}[0] low 0 high 5 at {base + 2500}: 3",
+                                             f"{topic}[1] low 0 high 2 at {base + 2500}: -1"]
+    assert run(daemon.socket, ["offsets"]).returncode == 2
+    assert run(daemon.socket, ["offsets", topic, "-t", "yesterday"]).returncode == 2
+    r = run(daemon.socket, ["offsets", topic + "-missing"])
+    assert r.returncode == 1 and b"UNKNOWN_TOPIC_OR_PART" in r.stderr, r.stderr
