@@ -363,6 +363,18 @@ void writer_error(kd_writer *w, uint64_t id, bool has_id, int code, const char *
 	msgpack_pack_nil(&w->pk);
 }
 
+void writer_reserve(msgpack_packer *pk, size_t n)
+{
+	msgpack_sbuffer *sb = pk->data; /* every kd_writer packs into its sbuffer */
+	if (sb->alloc - sb->size >= n || n > SIZE_MAX - sb->size)
+		return;
+	char *d = realloc(sb->data, sb->size + n);
+	if (d) {
+		sb->data = d;
+		sb->alloc = sb->size + n;
+	}
+}
+
 char *writer_take(kd_writer *w, size_t *len)
 {
 	uint32_t n = (uint32_t)(w->sb.size - KD_FRAME_HDR);

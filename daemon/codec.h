@@ -74,6 +74,10 @@ void writer_error(kd_writer *w, uint64_t id, bool has_id, int code, const char *
 		  bool retriable);
 /* Packs an error map alone (for per-message outcomes). */
 void codec_pack_error(msgpack_packer *pk, int code, const char *name, const char *message, bool retriable);
+/* Room for n more bytes in the buffer of a kd_writer's packer, grown once
+ * (a hint for large results; packing grows the buffer anyway). On failure it
+ * does nothing. */
+void writer_reserve(msgpack_packer *pk, size_t n);
 /* Patches the frame length; returns the buffer (ownership to caller). */
 char *writer_take(kd_writer *w, size_t *len);
 void writer_destroy(kd_writer *w);

@@ -1435,6 +1435,7 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 			}
 		}
 		a->rr++;
+		writer_reserve(pk, bytes + 256); /* one allocation for the whole result */
 	} else {
 		nparts = 0;
 	}
