@@ -128,6 +128,21 @@ class Check:
         self.next[p] = o + 1
 
 
+class Gaps:
+    """The longest wait between two consecutive non-empty batches: a stalled
+    fetch shows here (a rate alone hides whether it was slow or stopped)."""
+
+    def __init__(self) -> None:
+        self.prev: Optional[float] = None
+        self.longest = 0.0
+
+    def mark(self) -> None:
+        now = time.perf_counter()
+        if self.prev is not None and now - self.prev > self.longest:
+            self.longest = now - self.prev
+        self.prev = now
+
+
 def _result(o: argparse.Namespace, start: Dict[str, Any], first: Optional[Dict[str, Any]], last: Dict[str, Any],
             n: int, nbytes: int, chk: Optional[Check], errors: int = 0, first_error: str = "",
             **extra: Any) -> Dict[str, Any]:
@@ -147,12 +162,14 @@ def w_kafkad_consume(o: argparse.Namespace, m: Meter) -> Dict[str, Any]:
         con = c.consumer(o.topic, mode="simple", auto_offset_reset="earliest")
         consume = con.consume
         idle = time.monotonic()
+        gap = Gaps()
         while n < N:
             batch = consume(min(B, N - n), 1.0)
             if not batch:
                 if time.monotonic() - idle > STALL_S:
                     break
                 continue
+            gap.mark()
             if first is None:
                 first = m.snap(len(batch))
             for msg in batch:
@@ -165,7 +182,7 @@ def w_kafkad_consume(o: argparse.Namespace, m: Meter) -> Dict[str, Any]:
         last = m.snap(n)
         stub = {"fetch_max": con._core.fetch_max, "fetch_max_bytes": con._core.fetch_bytes}
         con.close()
-    return _result(o, start, first, last, n, nbytes, chk, stub=stub)
+    return _result(o, start, first, last, n, nbytes, chk, stub=stub, max_wait_s=gap.longest)
 
 
 def w_kafkad_poll(o: argparse.Namespace, m: Meter) -> Dict[str, Any]:
@@ -231,12 +248,14 @@ def w_confluent_consume(o: argparse.Namespace, m: Meter) -> Dict[str, Any]:
     c = _confluent(o)
     consume = c.consume
     idle = time.monotonic()
+    gap = Gaps()
     while n < N:
         msgs = consume(num_messages=min(B, N - n), timeout=1.0)
         if not msgs:
             if time.monotonic() - idle > STALL_S:
                 break
             continue
+        gap.mark()
         k = len(msgs)
         for msg in msgs:
             if msg.error():
@@ -255,7 +274,7 @@ def w_confluent_consume(o: argparse.Namespace, m: Meter) -> Dict[str, Any]:
         idle = time.monotonic()
     last = m.snap(n)
     c.close()
-    return _result(o, start, first, last, n, nbytes, chk, errors, first_error)
+    return _result(o, start, first, last, n, nbytes, chk, errors, first_error, max_wait_s=gap.longest)
 
 
 def w_confluent_poll(o: argparse.Namespace, m: Meter) -> Dict[str, Any]:
@@ -764,6 +783,7 @@ def derive(res: Dict[str, Any], count: int) -> Dict[str, Any]:
         "client_cores": client / span,
         "kafkad_cores": kafkad / span,
         "broker_cores": broker / span,
+        "max_wait_s": res.get("max_wait_s", -1.0),
     }
 
 
@@ -775,7 +795,7 @@ def summarise(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         row, good = summary_row(
             rs, ("msgs_per_s", "msgs_per_s_setup", "setup_s", "client_cpu_100k", "kafkad_cpu_100k",
                  "broker_cpu_100k", "total_cpu_100k", "client_cpu_100k_setup", "kafkad_cpu_100k_setup",
-                 "other_load", "client_cores", "kafkad_cores", "broker_cores") if ok else (),
+                 "other_load", "client_cores", "kafkad_cores", "broker_cores", "max_wait_s") if ok else (),
             contender=name, description=desc, messages=rs[0]["count"])
         if ok:
             row["process_cpu_100k"] = med([r["process_cpu_s"] * 100000.0 / r["count"] for r in good])
@@ -801,7 +821,8 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], summary: List[Dict[str, 
     L.append("- consumers: every contender in its own fresh process with its own consumer and partition "
              "assignment, no group join, no commits. kafkad: `Client.consumer(topic, mode='simple', "
              "auto_offset_reset='earliest')` (a private daemon-held consumer; the daemon's librdkafka consumer has "
-             "queued.max.messages.kbytes=16384, enable.partition.eof=true, otherwise librdkafka defaults); "
+             "queued.min.messages=1000000, queued.max.messages.kbytes=65536, enable.partition.eof=true, "
+             "otherwise librdkafka defaults); "
              f"stub `consume(max={o.batch})` (fetch_max follows max) / `poll()`. confluent-kafka and C: a private "
              "group.id, assign() of every partition at OFFSET_BEGINNING, enable.auto.commit=false, librdkafka "
              f"defaults otherwise (fetch sizes included); `consume(num_messages={o.batch})` / `poll()`; C: "
@@ -815,7 +836,9 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], summary: List[Dict[str, 
              "; the C contender always checks the offsets")
     L.append(f"- msgs/s: from the first message in hand to the last one (messages after the first batch / that "
              f"time); 'incl. setup': all messages / time from creating the client to the last message; median of "
-             f"{o.reps} repetitions in rotating order, after a warm-up pass (C, and kafkad-consume on 200k)")
+             f"{o.reps} repetitions in rotating order, after a warm-up pass (C, and kafkad-consume on 200k); "
+             "'longest wait s': the longest time between two consecutive batches in hand (median over the "
+             "repetitions; batch contenders only): a fetch that stopped shows here as a wait of ~1 s")
     L.append("- CPU per 100k messages over the same first→last window: client = getrusage(RUSAGE_SELF) of the "
              "client process (all threads, librdkafka's included); kafkad / broker = /proc/PID/stat utime+stime "
              "deltas (10 ms ticks; for the non-kafkad contenders the daemon is idle). total = client + kafkad. "
@@ -830,18 +853,19 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], summary: List[Dict[str, 
     rows = []
     for r in summary:
         if "msgs_per_s" not in r:
-            rows.append([r["contender"], f"{r['messages']:,}"] + ["–"] * 9 + [f"{r['failed_runs']} failed"])
+            rows.append([r["contender"], f"{r['messages']:,}"] + ["–"] * 10 + [f"{r['failed_runs']} failed"])
             continue
         rows.append([
             r["contender"], f"{r['messages']:,}", f"{r['msgs_per_s']:,.0f}",
             f"{r['msgs_per_s_min']:,.0f}–{r['msgs_per_s_max']:,.0f}", f"{r['msgs_per_s_setup']:,.0f}",
             f"{r['setup_s']:.2f}", f"{r['client_cpu_100k']:.3f}", f"{r['kafkad_cpu_100k']:.3f}",
             f"{r['total_cpu_100k']:.3f}", f"{r['broker_cpu_100k']:.3f}", f"{r['other_load']:.0%}",
+            f"{r['max_wait_s']:.2f}" if r.get("max_wait_s", -1.0) >= 0 else "–",
             "" if not r["failed_runs"] else f"{r['failed_runs']} failed",
         ])
     L.append(fmt_table(["contender", "msgs", "msgs/s (median)", "range", "msgs/s incl. setup", "setup s",
                         "client CPU s/100k", "kafkad CPU s/100k", "total CPU s/100k", "broker CPU s/100k",
-                        "other load", ""], rows, "lrrrrrrrrrrl"))
+                        "other load", "longest wait s", ""], rows, "lrrrrrrrrrrrl"))
     L.append("")
     for r in summary:
         L.append(f"- {r['contender']}: {r['description'].replace('BATCH', str(o.batch))}")
@@ -875,8 +899,12 @@ def render(o: argparse.Namespace, meta: Dict[str, Any], summary: List[Dict[str, 
                  "past queued.min.messages (100000) or queued.max.messages.kbytes; a Python loop that drains "
                  "slower than the broker delivers hits that several times per run, i.e. ~1 s pauses with nothing "
                  f"to consume. The -tuned rows set fetch.queue.backoff.ms={TUNED_BACKOFF_MS}. kafkad (librdkafka "
-                 f"{meta['versions'].get('librdkafka (kafkad)', '?')}) drains librdkafka's queue into its own "
-                 "per-partition buffers at once, so its librdkafka queue stays short.")
+                 f"{meta['versions'].get('librdkafka (kafkad)', '?')}) has the same trap without the setting "
+                 "(a partition past those marks is not fetched until the broker thread next wakes, up to ~1 s "
+                 "later): one fetch response can hold ~50k messages, so two of them waiting for the daemon's "
+                 "loop passed queued.min.messages. Its consumers set queued.min.messages=1000000 and "
+                 "queued.max.messages.kbytes=65536; the daemon moves messages into its own per-partition "
+                 "buffers (bounded, paused when full) at once, so those marks only catch bursts.")
     if skipped:
         L.append(f"- skipped (time budget {o.budget:.0f} s reached): {', '.join(skipped)}")
     L.append("")

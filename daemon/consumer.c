@@ -859,8 +859,11 @@ static void close_work_done(uv_work_t *w, int status)
 	kd_consumer *c = w->data;
 	log_info("consumer %s: closed", c->key ? c->key : "(never opened)");
 	c->work_done = true;
+	kd_consumers *cs = c->cs;
 	if (c->open_handles == 0)
 		free_consumer(c);
+	if (cs->ev->closed)
+		cs->ev->closed(cs->opaque);
 }
 
 static void close_consumer(kd_consumer *c)
@@ -1019,7 +1022,15 @@ static kd_consumer *consumer_prepare(kd_consumers *cs, kd_consumer_spec *spec, c
 	    set_conf(conf, "enable.auto.offset.store", "false", err, errlen) ||
 	    set_conf(conf, "enable.partition.eof", "true", err, errlen) ||
 	    set_conf(conf, "auto.offset.reset", reset, err, errlen) ||
-	    set_conf(conf, "queued.max.messages.kbytes", "16384", err, errlen) ||
+	    /* librdkafka 2.0 stops fetching every partition of a consumer
+	     * whose queue passed these marks until its broker thread next
+	     * wakes (up to ~1 s); one fetch response holds ~50k small
+	     * messages, so the defaults (100000 messages) stalled a fast
+	     * reader about twice per million messages. The loop moves messages into
+	     * the bounded per-partition buffers at once: these only catch
+	     * bursts the loop has not taken in yet. */
+	    set_conf(conf, "queued.min.messages", "1000000", err, errlen) ||
+	    set_conf(conf, "queued.max.messages.kbytes", "65536", err, errlen) ||
 	    set_conf(conf, "statistics.interval.ms", "0", err, errlen))
 		goto fail;
 	/* librdkafka routes assigned partitions through the group's queue, so a

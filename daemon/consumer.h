@@ -63,6 +63,9 @@ typedef struct kd_consumer_events {
 	/* A commit finished: conn_id/req_id identify the request. */
 	void (*commit_done)(void *opaque, uint64_t conn_id, uint64_t req_id, rd_kafka_resp_err_t err,
 			    const rd_kafka_topic_partition_list_t *offsets);
+	/* A consumer finished closing: its librdkafka handle and buffers are
+	 * gone (optional). */
+	void (*closed)(void *opaque);
 } kd_consumer_events;
 
 kd_consumers *consumers_create(uv_loop_t *loop, const kd_config *cfg, const kd_consumer_events *ev, void *opaque);

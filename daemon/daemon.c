@@ -169,6 +169,7 @@ static void finish_shutdown(kd_daemon *d)
 	uv_timer_stop(&d->shutdown_timer);
 	close_handle((uv_handle_t *)&d->shutdown_timer);
 	close_handle((uv_handle_t *)&d->watchdog);
+	close_handle((uv_handle_t *)&d->trim_timer);
 	close_handle((uv_handle_t *)&d->sigterm);
 	close_handle((uv_handle_t *)&d->sigint);
 	kd_session *s, *tmp;
@@ -269,6 +270,56 @@ static int declare_consumers(kd_daemon *d)
 	return 0;
 }
 
+#define TRIM_INTERVAL_MS 30000
+
+static void trim_run(uv_work_t *w)
+{
+	(void)w;
+	malloc_trim(0);
+}
+
+static void trim_done(uv_work_t *w, int status)
+{
+	(void)status;
+	kd_daemon *d = w->data;
+	d->trim_busy = false;
+	d->trims++;
+	if (d->trim_again) {
+		d->trim_again = false;
+		daemon_trim_memory(d);
+	}
+}
+
+void daemon_trim_memory(kd_daemon *d)
+{
+	if (d->trim_busy) {
+		d->trim_again = true;
+		return;
+	}
+	d->trim_work.data = d;
+	if (uv_queue_work(d->loop, &d->trim_work, trim_run, trim_done) == 0)
+		d->trim_busy = true;
+}
+
+static void on_trim_timer(uv_timer_t *t) { daemon_trim_memory(t->data); }
+
+void daemon_rss(uint64_t *rss, uint64_t *peak)
+{
+	*rss = *peak = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return;
+	char line[256];
+	unsigned long long kb;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+			*rss = (uint64_t)kb * 1024;
+		else if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
+			*peak = (uint64_t)kb * 1024;
+	}
+	fclose(f);
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
 	(void)t;
@@ -315,7 +366,8 @@ int daemon_run(kd_config *cfg)
 	uv_signal_init(&loop, &d.sigint);
 	uv_timer_init(&loop, &d.watchdog);
 	uv_timer_init(&loop, &d.shutdown_timer);
-	d.sigterm.data = d.sigint.data = d.watchdog.data = d.shutdown_timer.data = &d;
+	uv_timer_init(&loop, &d.trim_timer);
+	d.sigterm.data = d.sigint.data = d.watchdog.data = d.shutdown_timer.data = d.trim_timer.data = &d;
 	int rc = 0;
 	if (start_listener(&d) != 0) {
 		rc = 1;
@@ -325,6 +377,7 @@ int daemon_run(kd_config *cfg)
 		close_handle((uv_handle_t *)&d.sigint);
 		close_handle((uv_handle_t *)&d.watchdog);
 		close_handle((uv_handle_t *)&d.shutdown_timer);
+		close_handle((uv_handle_t *)&d.trim_timer);
 		producers_close_handles(d.producers);
 		uv_run(&loop, UV_RUN_DEFAULT);
 		consumers_destroy(d.consumers);
@@ -341,6 +394,7 @@ int daemon_run(kd_config *cfg)
 	uint64_t wd = sd_watchdog_interval_ms();
 	if (wd > 0)
 		uv_timer_start(&d.watchdog, on_watchdog, wd, wd);
+	uv_timer_start(&d.trim_timer, on_trim_timer, TRIM_INTERVAL_MS, TRIM_INTERVAL_MS);
 	char status[256];
 	size_t nclusters = producers_count(d.producers);
 	snprintf(status, sizeof(status), "serving %zu cluster%s on %s", nclusters, nclusters == 1 ? "" : "s",

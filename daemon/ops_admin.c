@@ -100,8 +100,13 @@ void op_stats(kd_session *s, const kd_request *req, const char *payload, uint32_
 	writer_begin_ok(&w, req->id, req->has_id);
 	msgpack_pack_map(&w.pk, 3);
 	pack_cstr(&w.pk, "daemon");
-	msgpack_pack_map(&w.pk, 14);
+	uint64_t rss, rss_peak;
+	daemon_rss(&rss, &rss_peak);
+	msgpack_pack_map(&w.pk, 17);
 	pack_kv_uint(&w.pk, "uptime_ms", uv_now(d->loop) - d->start_ms);
+	pack_kv_uint(&w.pk, "rss_bytes", rss);
+	pack_kv_uint(&w.pk, "rss_peak_bytes", rss_peak);
+	pack_kv_uint(&w.pk, "memory_trims", d->trims);
 	pack_kv_uint(&w.pk, "connections", d->n_sessions);
 	pack_kv_uint(&w.pk, "connections_total", d->counters.connections_total);
 	pack_kv_uint(&w.pk, "connections_rejected", d->counters.rejected_connections);

@@ -232,9 +232,12 @@ static void consumer_commit_done(void *opaque, uint64_t conn_id, uint64_t req_id
 	session_changed(s);
 }
 
+static void consumer_closed(void *opaque) { daemon_trim_memory(opaque); }
+
 const kd_consumer_events ops_consumer_events = {
 	.ready = consumer_ready,
 	.commit_done = consumer_commit_done,
+	.closed = consumer_closed,
 };
 
 /* --- consumer_open ------------------------------------------------------- */

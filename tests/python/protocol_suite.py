@@ -327,7 +327,7 @@ def nonempty_str(v: Any, path: str) -> None:
 
 COUNTERS = ["uptime_ms", "connections", "connections_total", "requests", "errors", "bad_frames", "produced",
             "delivered", "delivery_failed", "orphan_delivered", "orphan_failed", "enqueue_failed",
-            "reports_pending"]
+            "reports_pending", "rss_bytes", "rss_peak_bytes", "memory_trims"]
 
 NAMED: Dict[str, Shape] = {
     "error": {"code": "int", "name": "str", "message": nonempty_str, "retriable": "bool"},
@@ -729,6 +729,7 @@ def _check_stats(env: Env, c: Conn, st: Dict[str, Any], res: Any) -> None:
     assert set(res["clusters"]) == set(hello["clusters"]), res["clusters"]
     d = res["daemon"]
     assert d["connections"] >= 1 and d["connections_total"] >= d["connections"] and d["requests"] >= 1, d
+    assert 0 < d["rss_bytes"] <= d["rss_peak_bytes"] < 1 << 40, d
     one = c.ok("stats", {"cluster": hello["default_cluster"]})
     check_shape(one, STATS_RESULT)
     assert list(one["clusters"]) == [hello["default_cluster"]], one["clusters"]

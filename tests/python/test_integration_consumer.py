@@ -877,3 +877,52 @@ def test_offsets_for_times_matches_confluent_kafka_and_seeks_to_a_time(kafka_clu
             c.offsets_for_times([(topic, 0, "yesterday")])
         # the connection stays usable after the errors
         assert c.offsets_for_times([(topic, 1, base)]) == {(topic, 1): 0}
+
+
+def test_memory_a_consumer_buffered_goes_back_to_the_system_after_it_closed(kafka_cluster, daemon_factory):
+    """librdkafka allocates fetched messages in its threads' malloc arenas;
+    the daemon frees them on its loop, and glibc kept those pages resident:
+    after reading a backlog the daemon stayed at its peak. Now it trims
+    after a consumer closed (and every 30 s): most of the growth goes back."""
+    kd = daemon_factory()
+    topic = kafka_cluster.new_topic("cmem", partitions=4)
+    total = 400_000
+    with Client(kd.socket) as c:
+        for _ in range(8):
+            res = c.produce_batch(topic, [b"m" * 200] * (total // 8), ack="wait", timeout=120)
+            assert not res.errors, res.errors[:3]
+
+        def mem() -> Dict[str, int]:
+            return c.stats()["daemon"]
+
+        base = mem()["rss_bytes"]
+        got = 0
+        deadline = time.monotonic() + 2 * WAIT
+        with c.consumer(topic, auto_offset_reset="earliest") as con:
+            # read slowly at first, so that the daemon holds much of the backlog at once
+            while mem()["rss_bytes"] < base + (60 << 20) and time.monotonic() < deadline:
+                got += len(con.consume(10, timeout=0.2))
+            while got < total:
+                got += len(con.consume(10_000, timeout=1.0))
+                assert time.monotonic() < deadline, f"consumed {got} of {total}"
+            trims = mem()["memory_trims"]
+        assert got == total
+        peak = mem()["rss_peak_bytes"]
+        assert peak - base > (60 << 20), (base, peak)  # the backlog was held
+        deadline = time.monotonic() + WAIT
+        while mem()["memory_trims"] <= trims:  # the trim that follows the close
+            assert time.monotonic() < deadline, f"no trim after the consumer closed: {mem()}"
+            time.sleep(0.1)
+        if _sanitizer_allocator():
+            return  # ASan's allocator keeps its own quarantine: malloc_trim gives nothing back there
+        while mem()["rss_bytes"] - base > (peak - base) / 2:
+            assert time.monotonic() < deadline, f"rss stayed near the peak {peak} (base {base}): {mem()}"
+            time.sleep(0.2)
+
+
+def _sanitizer_allocator() -> bool:
+    """Whether the daemon under test is built with AddressSanitizer (whose
+    allocator replaces glibc's)."""
+    from conftest import kafkad_bin
+
+    return b"__asan_init" in Path(kafkad_bin()).read_bytes()
