@@ -1026,9 +1026,9 @@ static kd_consumer *consumer_prepare(kd_consumers *cs, kd_consumer_spec *spec, c
 	     * whose queue passed these marks until its broker thread next
 	     * wakes (up to ~1 s); one fetch response holds ~50k small
 	     * messages, so the defaults (100000 messages) stalled a fast
-	     * reader about twice per million messages. The loop moves messages into
-	     * the bounded per-partition buffers at once: these only catch
-	     * bursts the loop has not taken in yet. */
+	     * reader about twice per million messages. The loop moves
+	     * messages into the bounded per-partition buffers at once:
+	     * these marks only catch bursts it has not taken in yet. */
 	    set_conf(conf, "queued.min.messages", "1000000", err, errlen) ||
 	    set_conf(conf, "queued.max.messages.kbytes", "65536", err, errlen) ||
 	    set_conf(conf, "statistics.interval.ms", "0", err, errlen))
