@@ -25,6 +25,7 @@ void config_defaults(kd_config *cfg)
 	cfg->write_high_water = 8u << 20;
 	cfg->shutdown_timeout_ms = 10000;
 	cfg->consumer_linger_ms = 10000;
+	cfg->consumer_buffer_bytes = (size_t)512 << 20;
 }
 
 static void free_props(kd_prop *p)
@@ -211,6 +212,7 @@ static int daemon_key(struct parse_state *ps, const char *key, const char *value
 		{"write_high_water", 65536, 1u << 30, offsetof(kd_config, write_high_water), 1},
 		{"shutdown_timeout_ms", 0, 3600000, offsetof(kd_config, shutdown_timeout_ms), 0},
 		{"consumer_linger_ms", 0, 86400000, offsetof(kd_config, consumer_linger_ms), 0},
+		{"consumer_buffer_bytes", 1u << 20, (uint64_t)1 << 40, offsetof(kd_config, consumer_buffer_bytes), 1},
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
 		if (strcmp(key, nums[i].key) != 0)

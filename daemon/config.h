@@ -71,6 +71,7 @@ typedef struct kd_config {
 	size_t write_high_water;
 	uint32_t shutdown_timeout_ms;
 	uint32_t consumer_linger_ms; /* an unattached consumer leaves its group after this */
+	size_t consumer_buffer_bytes; /* a consumer's fetched-ahead messages, estimated (pauses past it) */
 	char *default_cluster;  /* NULL until loaded: then the first cluster */
 	kd_cluster_conf *clusters; /* in file order */
 	kd_consumer_conf *consumers; /* declared consumers, in file order */

@@ -22,6 +22,10 @@
  * only bite when nobody consumes the partition. */
 #define PART_BUF_MAX_MSGS 262144u
 #define PART_BUF_MAX_BYTES (32u << 20)
+/* What a buffered message takes beyond its payload (librdkafka's op and
+ * message, our ring entry): for the consumer's memory budget
+ * (consumer_buffer_bytes), which pauses a partition past its share. */
+#define MSG_MEM_OVERHEAD 256u
 #define MAX_EVENTS 65536u
 
 enum kd_event_type { EV_ASSIGNED, EV_REVOKED, EV_EOF };
@@ -90,6 +94,8 @@ struct kd_consumer {
 	uv_work_t close_work;
 	rd_kafka_topic_t **rkts; /* per topic index, learnt from messages */
 	kd_cpart *parts;
+	uint32_t n_parts;
+	size_t buf_mem; /* part_mem summed over parts: the budget's measure */
 	kd_cpart *last_part;
 	kd_attach *attaches;
 	uint32_t n_attaches;
@@ -172,8 +178,12 @@ static int msg_topic_index(kd_consumer *c, rd_kafka_topic_t *rkt)
 	return i;
 }
 
-static void buf_clear(kd_cpart *p)
+/* The memory p's buffered messages take, estimated. */
+static size_t part_mem(const kd_cpart *p) { return p->bytes + (size_t)p->len * MSG_MEM_OVERHEAD; }
+
+static void buf_clear(kd_consumer *c, kd_cpart *p)
 {
+	c->buf_mem -= part_mem(p);
 	if (p->holder)
 		p->holder->buffered -= p->len;
 	while (p->len) {
@@ -204,7 +214,7 @@ static uint32_t msg_cost(const rd_kafka_message_t *m, bool *has_headers)
 	return cost > UINT32_MAX ? UINT32_MAX : (uint32_t)cost;
 }
 
-static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
+static bool buf_push(kd_consumer *c, kd_cpart *p, rd_kafka_message_t *m)
 {
 	if (p->len == p->cap) {
 		uint32_t cap = p->cap ? p->cap * 2 : 64;
@@ -226,7 +236,26 @@ static bool buf_push(kd_cpart *p, rd_kafka_message_t *m)
 		p->holder->buffered++;
 	p->eof_pending = false;
 	p->bytes += e->cost;
+	c->buf_mem += e->cost + MSG_MEM_OVERHEAD;
 	return true;
+}
+
+/* A partition's share of the consumer's budget: past it, with the budget
+ * spent, the partition pauses; it resumes below half of it. */
+static size_t part_share(const kd_consumer *c)
+{
+	return c->cs->cfg->consumer_buffer_bytes / (c->n_parts ? c->n_parts : 1);
+}
+
+static bool over_budget(const kd_consumer *c, const kd_cpart *p)
+{
+	return p->len >= PART_BUF_MAX_MSGS || p->bytes >= PART_BUF_MAX_BYTES ||
+	       (c->buf_mem > c->cs->cfg->consumer_buffer_bytes && part_mem(p) >= part_share(c));
+}
+
+static bool may_resume(const kd_consumer *c, const kd_cpart *p)
+{
+	return p->len < PART_BUF_MAX_MSGS / 8 && p->bytes < PART_BUF_MAX_BYTES / 8 && part_mem(p) < part_share(c) / 2;
 }
 
 /* Every change of a partition's holder goes through here, so each
@@ -326,7 +355,7 @@ static void seek_done(uv_work_t *w, int status)
 		kd_cpart *p = elem_part(c, &j->list->elems[i]);
 		if (p && p->seeking) {
 			p->seeking--;
-			buf_clear(p); /* anything that slipped in before the seek applied */
+			buf_clear(c, p); /* anything that slipped in before the seek applied */
 			if (!p->seeking)
 				set_paused(c, p, false); /* fetching resumes at the new position */
 		}
@@ -374,7 +403,7 @@ static int seek_async(kd_consumer *c, const rd_kafka_topic_partition_list_t *l)
 static void rewind_part(kd_consumer *c, kd_cpart *p)
 {
 	int64_t to = p->commit_pos;
-	buf_clear(p);
+	buf_clear(c, p);
 	p->next_hand = OFFSET_UNKNOWN;
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition)->offset = to;
@@ -414,6 +443,7 @@ static kd_cpart *add_part(kd_consumer *c, uint32_t tidx, int32_t partition)
 	p->next_hand = OFFSET_UNKNOWN;
 	p->next = c->parts;
 	c->parts = p;
+	c->n_parts++;
 	return p;
 }
 
@@ -423,10 +453,11 @@ static void remove_part(kd_consumer *c, kd_cpart *p)
 		push_event(p->holder, EV_REVOKED, p->tidx, p->partition, -1);
 		set_holder(p, NULL);
 	}
-	buf_clear(p);
+	buf_clear(c, p);
 	for (kd_cpart **pp = &c->parts; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
+			c->n_parts--;
 			break;
 		}
 	if (c->last_part == p)
@@ -749,13 +780,13 @@ static void intake_message(kd_consumer *c, rd_kafka_message_t *m)
 	}
 	int t = msg_topic_index(c, m->rkt);
 	kd_cpart *p = t < 0 ? NULL : find_part(c, (uint32_t)t, m->partition);
-	if (!p || p->seeking || !buf_push(p, m)) {
+	if (!p || p->seeking || !buf_push(c, p, m)) {
 		rd_kafka_message_destroy(m);
 		return;
 	}
 	if (p->commit_pos == OFFSET_UNKNOWN)
 		p->commit_pos = m->offset;
-	if (p->len >= PART_BUF_MAX_MSGS || p->bytes >= PART_BUF_MAX_BYTES)
+	if (over_budget(c, p))
 		set_paused(c, p, true);
 }
 
@@ -1315,12 +1346,13 @@ void consumers_pack_stats(const kd_consumers *cs, msgpack_packer *pk)
 			parts++;
 			buffered += p->len;
 		}
-		msgpack_pack_map(pk, c->zk ? 8 : 6);
+		msgpack_pack_map(pk, c->zk ? 9 : 7);
 		pack_kv_str(pk, "consumer", c->key);
 		pack_kv_str(pk, "mode", modes[c->spec.mode]);
 		pack_kv_uint(pk, "attached", c->n_attaches);
 		pack_kv_uint(pk, "partitions", parts);
 		pack_kv_uint(pk, "buffered", buffered);
+		pack_kv_uint(pk, "buffered_bytes", c->buf_mem);
 		pack_cstr(pk, "declared");
 		if (c->spec.declared)
 			msgpack_pack_true(pk);
@@ -1465,12 +1497,13 @@ void attach_take(kd_attach *a, msgpack_packer *pk, uint32_t max, size_t max_byte
 			pack_message(pk, m, p->tidx, e->has_headers);
 			p->next_hand = m->offset + 1;
 			p->bytes -= e->cost;
+			c->buf_mem -= e->cost + MSG_MEM_OVERHEAD;
 			p->head = (p->head + 1) % p->cap;
 			p->len--;
 			a->buffered--; /* p->holder == a */
 			rd_kafka_message_destroy(m);
 		}
-		if (p->paused && p->len < PART_BUF_MAX_MSGS / 8 && p->bytes < PART_BUF_MAX_BYTES / 8)
+		if (p->paused && may_resume(c, p))
 			set_paused(c, p, false);
 		if (p->eof_pending && p->len == 0) {
 			p->eof_pending = false;
@@ -1547,7 +1580,7 @@ int attach_seek(kd_attach *a, const rd_kafka_topic_partition_list_t *offsets, ch
 		return rc;
 	for (int i = 0; i < offsets->cnt; i++) {
 		kd_cpart *p = elem_part(c, &offsets->elems[i]); /* check_held: held, so present */
-		buf_clear(p);
+		buf_clear(c, p);
 		p->commit_pos = OFFSET_UNKNOWN;
 		p->next_hand = OFFSET_UNKNOWN;
 		set_paused(c, p, false);

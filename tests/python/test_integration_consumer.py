@@ -926,3 +926,43 @@ def _sanitizer_allocator() -> bool:
     from conftest import kafkad_bin
 
     return b"__asan_init" in Path(kafkad_bin()).read_bytes()
+
+
+def test_fetching_ahead_stops_at_consumer_buffer_bytes_and_loses_nothing(kafka_cluster, daemon_factory):
+    """A reader that does not keep up: the daemon fetches ahead only up to
+    consumer_buffer_bytes (each partition pauses past its share; without the
+    budget it held the whole 100 MB backlog), and once the reader catches
+    up every message arrives exactly once, in order."""
+    budget = 8 << 20
+    kd = daemon_factory(extra=f"[daemon]\nconsumer_buffer_bytes = {budget}\n")
+    topic = kafka_cluster.new_topic("cbudget", partitions=4)
+    total = 200_000
+    with Client(kd.socket) as c:
+        for _ in range(4):
+            res = c.produce_batch(topic, [b"b" * 200] * (total // 4), ack="wait", timeout=120)
+            assert not res.errors, res.errors[:3]
+
+        def held() -> Dict[str, Any]:
+            return next(e for e in c.stats()["consumers"] if topic in e["consumer"] or e["partitions"] == 4)
+
+        with c.consumer(topic, auto_offset_reset="earliest") as con:
+            got = con.consume(1, timeout=WAIT)
+            assert len(got) == 1
+            seen = []
+            for _ in range(30):  # watch the buffer for 3 s while nobody reads
+                seen.append(held()["buffered_bytes"])
+                time.sleep(0.1)
+            assert max(seen) > budget / 2, seen               # it did fetch ahead ...
+            assert max(seen) < budget + (32 << 20), seen      # ... but not the 100 MB backlog
+            assert held()["buffered"] < total // 2, held()
+            deadline = time.monotonic() + 2 * WAIT
+            while len(got) < total:
+                got.extend(con.consume(10_000, timeout=1.0))
+                assert time.monotonic() < deadline, f"consumed {len(got)} of {total}"
+            assert con.consume(100, timeout=0.5) == []
+        offsets: Dict[int, List[int]] = {p: [] for p in range(4)}
+        for m in got:
+            offsets[m.partition].append(m.offset)
+        for p, offs in offsets.items():   # every offset once, in order, up to the partition's end
+            assert offs == list(range(c.watermarks(topic, p)[1])), f"partition {p}: {len(offs)} messages"
+    assert len(got) == total
