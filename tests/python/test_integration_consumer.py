@@ -879,6 +879,13 @@ def test_offsets_for_times_matches_confluent_kafka_and_seeks_to_a_time(kafka_clu
         assert c.offsets_for_times([(topic, 1, base)]) == {(topic, 1): 0}
 
 
+def backlog(c: Client, topic: str, total: int, size: int = 200) -> None:
+    """total messages of size bytes, produced in requests of 50k (a frame's worth)."""
+    for i in range(0, total, 50_000):
+        res = c.produce_batch(topic, [b"x" * size] * min(50_000, total - i), ack="wait", timeout=120)
+        assert not res.errors, res.errors[:3]
+
+
 def test_memory_a_consumer_buffered_goes_back_to_the_system_after_it_closed(kafka_cluster, daemon_factory):
     """librdkafka allocates fetched messages in its threads' malloc arenas;
     the daemon frees them on its loop, and glibc kept those pages resident:
@@ -888,9 +895,7 @@ def test_memory_a_consumer_buffered_goes_back_to_the_system_after_it_closed(kafk
     topic = kafka_cluster.new_topic("cmem", partitions=4)
     total = 400_000
     with Client(kd.socket) as c:
-        for _ in range(8):
-            res = c.produce_batch(topic, [b"m" * 200] * (total // 8), ack="wait", timeout=120)
-            assert not res.errors, res.errors[:3]
+        backlog(c, topic, total)
 
         def mem() -> Dict[str, int]:
             return c.stats()["daemon"]
@@ -938,12 +943,10 @@ def test_fetching_ahead_stops_at_consumer_buffer_bytes_and_loses_nothing(kafka_c
     topic = kafka_cluster.new_topic("cbudget", partitions=4)
     total = 200_000
     with Client(kd.socket) as c:
-        for _ in range(4):
-            res = c.produce_batch(topic, [b"b" * 200] * (total // 4), ack="wait", timeout=120)
-            assert not res.errors, res.errors[:3]
+        backlog(c, topic, total)
 
         def held() -> Dict[str, Any]:
-            return next(e for e in c.stats()["consumers"] if topic in e["consumer"] or e["partitions"] == 4)
+            return next(e for e in c.stats()["consumers"] if topic in e["consumer"])
 
         with c.consumer(topic, auto_offset_reset="earliest") as con:
             got = con.consume(1, timeout=WAIT)
