@@ -76,6 +76,7 @@ from common import (  # noqa: E402  (bench/common.py: helpers shared by the benc
     summary_row,
     system_busy,
     watch_list,
+    write_json,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -974,7 +975,8 @@ def cmd_run(o: argparse.Namespace) -> int:
             "measure_s": round(time.monotonic() - t_meas, 1),
             "settings": {k: getattr(o, k) for k in ("messages", "size", "partitions", "batch", "reps",
                                                      "kafka_python_messages", "pykafka_messages",
-                                                     "kafkad_pykafka_messages", "verify", "budget")},
+                                                     "kafkad_pykafka_messages", "verify", "budget",
+                                                     "self_contained")},
             "skipped": skipped,
         }
         summary = summarise(runs)
@@ -985,6 +987,9 @@ def cmd_run(o: argparse.Namespace) -> int:
                             lambda png: chart(png, summary, f"kafkad consumer benchmark {meta['started']}"))
         meta["total_s"] = round(time.monotonic() - t_begin, 1)
         log(f"wrote {base}.md, .json, .png ({meta['total_s']} s in all)")
+        if o.json_out:
+            write_json(o.json_out, {"meta": meta, "summary": summary, "runs": runs})
+            log(f"wrote {o.json_out}")
         failed = [r for r in runs if not r.get("ok")]
         for r in failed:
             log(f"FAILED: {r['contender']} rep {r['rep']}: {_failure(r)}")
@@ -1049,6 +1054,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--budget", type=float, default=280.0,
                     help="seconds for the whole run (self-contained) / the measurements; later runs are skipped")
     ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--json-out", default="",
+                    help="also write the results here (make bench: docs/benchmarks/consumer.json, for the report)")
     ap.add_argument("--profile-dir", default="",
                     help="cProfile every Python worker into DIR/<contender>-rep<N>.prof (the profiler's overhead "
                          "distorts the numbers of such a run)")

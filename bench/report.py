@@ -702,7 +702,32 @@ def producer_section(p: Dict[str, Any]) -> str:
     return "\n".join(out).strip()
 
 
-def render_doc(d: Dict[str, Any], producer: Optional[Dict[str, Any]], plots: Dict[str, str]) -> str:
+def consumer_section(cdata: Dict[str, Any]) -> str:
+    import consume_bench
+
+    s = cdata["meta"]["settings"]
+    o = argparse.Namespace(**{k: s.get(k) for k in ("messages", "size", "partitions", "batch", "reps", "verify",
+                                                     "budget")}, self_contained=bool(s.get("self_contained")))
+    text = consume_bench.render(o, cdata["meta"], cdata["summary"], cdata["meta"].get("skipped", []))
+    out = []
+    for ln in text.splitlines()[1:]:  # its own title is replaced by ours
+        out.append("#" + ln if ln.startswith("## ") else ln)
+    return "\n".join(out).strip()
+
+
+def consumer_summary(cdata: Optional[Dict[str, Any]]) -> List[str]:
+    if not cdata:
+        return []
+    r = {x["contender"]: x for x in cdata["summary"] if "msgs_per_s" in x}
+    names = [n for n in ("kafkad-consume", "confluent-consume", "confluent-consume-tuned", "librdkafka-c") if n in r]
+    if "kafkad-consume" not in r:
+        return []
+    return ["- **Consumer benchmark** (one process reading 1M messages): "
+            + ", ".join(f"{n} {r[n]['msgs_per_s']:,.0f} msgs/s" for n in names) + "."]
+
+
+def render_doc(d: Dict[str, Any], producer: Optional[Dict[str, Any]], plots: Dict[str, str],
+               cdata: Optional[Dict[str, Any]] = None) -> str:
     out = [
         "# kafkad benchmarks",
         "",
@@ -717,6 +742,7 @@ def render_doc(d: Dict[str, Any], producer: Optional[Dict[str, Any]], plots: Dic
         "## Results at a glance",
         "",
         *summary_lines(d, producer),
+        *consumer_summary(cdata),
         "",
         "## Conditions",
         "",
@@ -765,11 +791,22 @@ def render_doc(d: Dict[str, Any], producer: Optional[Dict[str, Any]], plots: Dic
     else:
         out.append("Not run (docs/benchmarks/producer.json missing).")
     out.append("")
+    num += 1
+    out.append(f"## {num}. Consumer benchmark (one process reading from the beginning)")
+    out.append("")
+    if cdata:
+        out.append(consumer_section(cdata))
+        if "consumer" in plots:
+            out += ["", f"![Consumer benchmark]({plots['consumer']})"]
+    else:
+        out.append("Not run (docs/benchmarks/consumer.json missing).")
+    out.append("")
     out += ["## Not measured, and caveats", ""]
     out += caveats(d, producer)
     out += ["", "## Data", "",
             "- `docs/benchmarks/sidecar.json`: every run of scenarios 1–5 (bench/sidecar_bench.py)",
             "- `docs/benchmarks/producer.json`: every run of the producer benchmark (bench/produce_bench.py)",
+            "- `docs/benchmarks/consumer.json`: every run of the consumer benchmark (bench/consume_bench.py)",
             "- plots: " + ", ".join(f"`{v}`" for v in plots.values()) + " (paths relative to this file)",
             "- how the benchmarks work: bench/README.md", ""]
     return "\n".join(out)
@@ -819,6 +856,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     d = json.loads(side_p.read_text())
     producer = json.loads(prod_p.read_text()) if prod_p.exists() else None
+    cons_p = data / "consumer.json"
+    cdata = json.loads(cons_p.read_text()) if cons_p.exists() else None
     out = Path(o.out)
     rel = data.relative_to(out.parent) if data.is_relative_to(out.parent) else data
     plots: Dict[str, str] = {}
@@ -838,13 +877,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             jobs.append(("producer", "producer.png", lambda p: produce_bench.chart(
                 p, producer["scenario_a"]["summary"], producer["scenario_b"]["summary"],
                 f"kafkad producer benchmark {producer['meta']['started']}")))
+        if cdata:
+            import consume_bench
+
+            jobs.append(("consumer", "consumer.png", lambda p: consume_bench.chart(
+                p, cdata["summary"], f"kafkad consumer benchmark {cdata['meta']['started']}")))
         for key, name, fn in jobs:
             try:
                 fn(data / name)
                 plots[key] = f"{rel}/{name}"
             except Exception as e:  # the tables matter more than the pictures
                 print(f"report: plot {name} failed: {e!r}", file=sys.stderr)
-    out.write_text(render_doc(d, producer, plots))
+    out.write_text(render_doc(d, producer, plots, cdata))
     print(f"report: wrote {out}" + (f" and {len(plots)} plots in {data}" if plots else ""), file=sys.stderr)
     return 0
 

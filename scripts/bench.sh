@@ -9,8 +9,10 @@
 #    kafka-python and librdkafka from C;
 # 2. the sidecar benchmarks (bench/sidecar_bench.py): cold start, short-lived
 #    processes, fan-in, kafkad's footprint, the local hop's limit;
-# 3. bench/report.py: docs/BENCHMARKS.md and docs/benchmarks/*.png from the
-#    JSON the two wrote into docs/benchmarks/.
+# 3. the consumer benchmark (bench/consume_bench.py): one process reading 1M
+#    messages, kafkad stub vs confluent-kafka, kafka-python, PyKafka and C;
+# 4. bench/report.py: docs/BENCHMARKS.md and docs/benchmarks/*.png from the
+#    JSON the three wrote into docs/benchmarks/.
 #
 # Starts the broker (JMX on 127.0.0.1, for its connection counters), creates
 # fresh topics, starts three kafkad daemons (linger.ms=5 for producer
@@ -270,7 +272,8 @@ if suite consumer; then
     "$PY" bench/consume_bench.py \
         --bootstrap "$BOOTSTRAP" --broker-pid "$BROKER_PID" \
         --daemon-socket "$RUN/kafkad.sock" --daemon-pid "$PID5" \
-        --kafkad-bin "$KAFKAD" --reps "$REPS" --out-dir "$REPO/bench/results" || rc=1
+        --kafkad-bin "$KAFKAD" --reps "$REPS" --out-dir "$REPO/bench/results" \
+        --json-out "$OUT/consumer.json" || rc=1
 fi
 unset KAFKAD_BENCH_RUN
 for pid in "$PID5" "$PID0" "$PIDS" "$PIDS0"; do
