@@ -17,9 +17,10 @@
 #define OFFSET_UNKNOWN INT64_MIN
 #define INTAKE_BATCH 512
 #define INTAKE_BATCHES_PER_WAKEUP 16
-/* Per-partition buffer bounds. A pause/resume costs librdkafka about a second
- * of fetching (2.0.x), so they are far above one fetch and far apart: they
- * only bite when nobody consumes the partition. */
+/* Per-partition buffer bounds, far above one fetch and far apart: a pause
+ * drops what librdkafka had fetched past the buffer, and its resume needs a
+ * seek to wake the fetcher (set_paused), so they only bite when the
+ * partition's reader is much slower than the broker. */
 #define PART_BUF_MAX_MSGS 262144u
 #define PART_BUF_MAX_BYTES (32u << 20)
 /* What a buffered message takes beyond its payload (librdkafka's op and
@@ -54,6 +55,7 @@ typedef struct kd_cpart {
 	size_t bytes;
 	int64_t commit_pos; /* where the holder's uncommitted window starts */
 	int64_t next_hand;  /* offset after the last message handed out */
+	int64_t fetch_next; /* offset after the last message taken in (OFFSET_UNKNOWN after a seek) */
 	int64_t eof_offset; /* end reached while messages were still buffered */
 	bool eof_pending;   /* ... so the eof event waits until they are handed out */
 	uint32_t seeking;   /* seeks in flight: what is fetched meanwhile is stale */
@@ -184,6 +186,7 @@ static size_t part_mem(const kd_cpart *p) { return p->bytes + (size_t)p->len * M
 static void buf_clear(kd_consumer *c, kd_cpart *p)
 {
 	c->buf_mem -= part_mem(p);
+	p->fetch_next = OFFSET_UNKNOWN; /* the caller moves the fetch position */
 	if (p->holder)
 		p->holder->buffered -= p->len;
 	while (p->len) {
@@ -277,6 +280,18 @@ static void set_paused(kd_consumer *c, kd_cpart *p, bool pause)
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(l, c->spec.topics[p->tidx], p->partition);
 	rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+	if (!err && !pause && p->fetch_next >= 0) {
+		/* librdkafka 2.0 applies a resume on its main thread and does not
+		 * wake the broker thread, which fetches again only when it next
+		 * wakes (up to a second: a reader that caught up waited that
+		 * long each time). A seek to where fetching stopped does wake it
+		 * ("seek done"); the pause already dropped what was fetched past
+		 * that, so nothing is skipped or repeated. Asynchronous. */
+		l->elems[0].offset = p->fetch_next;
+		rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 0);
+		if (e)
+			rd_kafka_error_destroy(e);
+	}
 	rd_kafka_topic_partition_list_destroy(l);
 	if (err)
 		log_warn("consumer %s: %s %s[%d]: %s", c->key, pause ? "pause" : "resume", c->spec.topics[p->tidx],
@@ -441,6 +456,7 @@ static kd_cpart *add_part(kd_consumer *c, uint32_t tidx, int32_t partition)
 	p->partition = partition;
 	p->commit_pos = OFFSET_UNKNOWN;
 	p->next_hand = OFFSET_UNKNOWN;
+	p->fetch_next = OFFSET_UNKNOWN;
 	p->next = c->parts;
 	c->parts = p;
 	c->n_parts++;
@@ -784,6 +800,7 @@ static void intake_message(kd_consumer *c, rd_kafka_message_t *m)
 		rd_kafka_message_destroy(m);
 		return;
 	}
+	p->fetch_next = m->offset + 1;
 	if (p->commit_pos == OFFSET_UNKNOWN)
 		p->commit_pos = m->offset;
 	if (over_budget(c, p))
