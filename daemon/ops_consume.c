@@ -688,9 +688,12 @@ typedef struct query_job {
 	char *group;
 	rd_kafka_t *rk; /* watermarks: the cluster's producer (lives until exit) */
 	rd_kafka_topic_partition_list_t *list;
+	rd_kafka_topic_partition_list_t *asked; /* offsets_for_times: the timestamps (list: the answers) */
 	char *topic;
 	int32_t partition;
 	int timeout_ms;
+	int64_t low, high; /* watermarks' answer */
+	const rd_kafka_topic_partition_t *bad; /* offsets_for_times: the first partition that failed */
 } query_job;
 
 static void query_cleanup(bg_job *job)
@@ -701,6 +704,8 @@ static void query_cleanup(bg_job *job)
 	free(q->topic);
 	if (q->list)
 		rd_kafka_topic_partition_list_destroy(q->list);
+	if (q->asked)
+		rd_kafka_topic_partition_list_destroy(q->asked);
 	free(q);
 }
 
@@ -815,22 +820,33 @@ static bool leader_moving(rd_kafka_resp_err_t err)
 	return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION || err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
 }
 
-#define WATERMARKS_RETRY_MS 100
+#define LEADER_RETRY_MS 100
+
+/* Makes a query (ask, with the time left) and makes it again every
+ * LEADER_RETRY_MS while leadership moves, within q->timeout_ms; returns the
+ * last answer. A pool thread: the sleeps block nobody. */
+static rd_kafka_resp_err_t ask_while_leader_moves(query_job *q, rd_kafka_resp_err_t (*ask)(query_job *q, int timeout_ms))
+{
+	uint64_t deadline = uv_hrtime() + (uint64_t)q->timeout_ms * 1000000u;
+	for (;;) {
+		uint64_t now = uv_hrtime();
+		int left = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
+		rd_kafka_resp_err_t err = ask(q, left > 0 ? left : 1);
+		if (!leader_moving(err) || left <= LEADER_RETRY_MS)
+			return err;
+		uv_sleep(LEADER_RETRY_MS);
+	}
+}
+
+static rd_kafka_resp_err_t ask_watermarks(query_job *q, int timeout_ms)
+{
+	return rd_kafka_query_watermark_offsets(q->rk, q->topic, q->partition, &q->low, &q->high, timeout_ms);
+}
 
 static void watermarks_run(bg_job *job)
 {
 	query_job *q = job->data;
-	int64_t lo = -1, hi = -1;
-	uint64_t deadline = uv_hrtime() + (uint64_t)q->timeout_ms * 1000000u;
-	rd_kafka_resp_err_t err;
-	for (;;) {
-		uint64_t now = uv_hrtime();
-		int left = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
-		err = rd_kafka_query_watermark_offsets(q->rk, q->topic, q->partition, &lo, &hi, left > 0 ? left : 1);
-		if (!leader_moving(err) || left <= WATERMARKS_RETRY_MS)
-			break;
-		uv_sleep(WATERMARKS_RETRY_MS); /* a pool thread: blocks nobody */
-	}
+	rd_kafka_resp_err_t err = ask_while_leader_moves(q, ask_watermarks);
 	if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
 		/* librdkafka says so for a missing topic too: tell them apart like
 		 * metadata and consumer_open do (all topics: asking for this one
@@ -855,8 +871,8 @@ static void watermarks_run(bg_job *job)
 	writer_init(&w);
 	writer_begin_ok(&w, job->req_id, true);
 	msgpack_pack_map(&w.pk, 2);
-	pack_kv_int(&w.pk, "low", lo);
-	pack_kv_int(&w.pk, "high", hi);
+	pack_kv_int(&w.pk, "low", q->low);
+	pack_kv_int(&w.pk, "high", q->high);
 	job->frame = writer_take(&w, &job->frame_len);
 }
 
@@ -880,43 +896,39 @@ static kd_cluster *get_cluster(kd_session *s, const kd_request *req)
 	return c;
 }
 
-/* ListOffsets by timestamp through the cluster's producer handle (which
- * holds the broker connections already). A partition's error fails the
- * request, naming the partition; leadership moving is asked again every
- * 100 ms within the timeout, as for watermarks. */
+/* One ListOffsets by timestamp for every partition asked (librdkafka
+ * writes its answers over the list, so each attempt starts from a copy of
+ * the timestamps); the error is its first partition's, else the call's. */
+static rd_kafka_resp_err_t ask_offsets_for_times(query_job *q, int timeout_ms)
+{
+	if (q->list)
+		rd_kafka_topic_partition_list_destroy(q->list);
+	q->list = rd_kafka_topic_partition_list_copy(q->asked);
+	q->bad = NULL;
+	rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(q->rk, q->list, timeout_ms);
+	/* a partition's own error says more (a missing topic: the call says
+	 * _UNKNOWN_PARTITION, the partition UNKNOWN_TOPIC_OR_PART), except the
+	 * _IN_PROGRESS of partitions still waiting when the call gave up */
+	for (int i = 0; i < q->list->cnt && !q->bad; i++)
+		if (q->list->elems[i].err && q->list->elems[i].err != RD_KAFKA_RESP_ERR__IN_PROGRESS)
+			q->bad = &q->list->elems[i];
+	return q->bad ? q->bad->err : err;
+}
+
+/* ListOffsets through the cluster's producer handle (which holds the broker
+ * connections already). A partition's error fails the request, naming the
+ * partition. */
 static void offsets_for_times_run(bg_job *job)
 {
 	query_job *q = job->data;
-	uint64_t deadline = uv_hrtime() + (uint64_t)q->timeout_ms * 1000000u;
-	rd_kafka_topic_partition_list_t *asked = rd_kafka_topic_partition_list_copy(q->list);
-	rd_kafka_resp_err_t err;
-	const rd_kafka_topic_partition_t *bad;
-	for (;;) {
-		uint64_t now = uv_hrtime();
-		int left = now < deadline ? (int)((deadline - now) / 1000000u) : 0;
-		err = rd_kafka_offsets_for_times(q->rk, q->list, left > 0 ? left : 1);
-		bad = NULL;
-		for (int i = 0; i < q->list->cnt && !bad; i++)
-			if (q->list->elems[i].err)
-				bad = &q->list->elems[i];
-		bool moving = leader_moving(err) || (bad && leader_moving(bad->err));
-		if (!moving || left <= WATERMARKS_RETRY_MS)
-			break;
-		uv_sleep(WATERMARKS_RETRY_MS);
-		/* librdkafka wrote its answers over the timestamps: ask afresh */
-		rd_kafka_topic_partition_list_destroy(q->list);
-		q->list = rd_kafka_topic_partition_list_copy(asked);
-	}
-	rd_kafka_topic_partition_list_destroy(asked);
-	if (err || bad) {
+	rd_kafka_resp_err_t err = ask_while_leader_moves(q, ask_offsets_for_times);
+	if (err) {
 		char msg[512];
-		if (bad) {
-			err = bad->err;
-			snprintf(msg, sizeof(msg), "offsets_for_times of %s[%d]: %s", bad->topic, bad->partition,
+		if (q->bad)
+			snprintf(msg, sizeof(msg), "offsets_for_times of %s[%d]: %s", q->bad->topic, q->bad->partition,
 				 rd_kafka_err2str(err));
-		} else {
+		else
 			snprintf(msg, sizeof(msg), "offsets_for_times: %s", rd_kafka_err2str(err));
-		}
 		job_error(job, err, msg);
 		return;
 	}
@@ -950,7 +962,7 @@ void op_offsets_for_times(kd_session *s, const kd_request *req, const char *payl
 		return;
 	}
 	q->rk = cluster_rk(c);
-	q->list = l;
+	q->asked = l;
 	q->timeout_ms = timeout;
 	start_query(s, req, q, offsets_for_times_run);
 }

@@ -786,14 +786,14 @@ def test_eof_is_reported_once_the_buffered_messages_are_taken(kafka_cluster, dae
         assert [(e["partition"], e["offset"]) for e in events if e["type"] == "eof"] == [(0, 100)]
 
 
-def vanish_mid_open(sock: str, args: Dict[str, Any]) -> None:
-    """Sends consumer_open on a fresh connection and closes it at once,
-    before the answer (the open runs on the daemon's thread pool)."""
+def vanish_mid_open(sock: str, args: Dict[str, Any], op: str = "consumer_open") -> None:
+    """Sends consumer_open (or op) on a fresh connection and closes it at
+    once, before the answer (the request runs on the daemon's thread pool)."""
     import socket as _socket
 
     import msgpack
 
-    payload = msgpack.packb([1, "consumer_open", args], use_bin_type=True)
+    payload = msgpack.packb([1, op, args], use_bin_type=True)
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     s.connect(sock)
     s.sendall(len(payload).to_bytes(4, "big") + payload)
@@ -969,3 +969,31 @@ def test_fetching_ahead_stops_at_consumer_buffer_bytes_and_loses_nothing(kafka_c
         for p, offs in offsets.items():   # every offset once, in order, up to the partition's end
             assert offs == list(range(c.watermarks(topic, p)[1])), f"partition {p}: {len(offs)} messages"
     assert len(got) == total
+
+
+def test_offsets_for_times_with_the_broker_down_and_a_vanished_client(kafka_cluster, daemon_factory):
+    """A broker that cannot be reached: a clear, retriable Kafka error within
+    the caller's timeout. Clients that go away while their lookup waits on
+    the pool: the daemon drops the answers, serves on and exits cleanly (the
+    ASan run checks for leaks)."""
+    from kafka_check import closed_port
+
+    down = daemon_factory(bootstrap=f"127.0.0.1:{closed_port()}")
+    with Client(down.socket) as c:
+        t0 = time.monotonic()
+        with pytest.raises(E.KafkaError) as ei:
+            c.offsets_for_times([("any-topic", 0, 0)], timeout=1.0)
+        assert ei.value.retriable and ei.value.name in ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN"), ei.value
+        assert time.monotonic() - t0 < WAIT
+        for i in range(4):
+            vanish_mid_open(down.socket, {"timestamps": [["any-topic", i, 0]], "timeout_ms": 500},
+                            op="offsets_for_times")
+        assert c.ping() >= 0
+    topic = kafka_cluster.new_topic("ctimesv", partitions=2)
+    up = daemon_factory()
+    for i in range(4):
+        vanish_mid_open(up.socket, {"timestamps": [[topic, i % 2, 0]]}, op="offsets_for_times")
+    with Client(up.socket) as c:
+        assert c.offsets_for_times([(topic, 0, -1), (topic, 1, -2)]) == {(topic, 0): 0, (topic, 1): 0}
+    assert down.stop() == 0 and up.stop() == 0
+
