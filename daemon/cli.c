@@ -908,6 +908,33 @@ static int32_t partition_count(cli *c, const char *topic)
 	return parts ? (int32_t)parts->size : 0;
 }
 
+/* Every partition's offset at time ts (or -2 earliest, -1 latest): one
+ * offsets_for_times request for all n partitions; out gets n offsets. */
+static void offsets_at(cli *c, const char *topic, int32_t n, int64_t ts, int64_t *out)
+{
+	kd_writer w;
+	uint64_t id = begin(c, &w, "offsets_for_times", 1);
+	pack_cstr(&w.pk, "timestamps");
+	msgpack_pack_array(&w.pk, (size_t)n);
+	for (int32_t p = 0; p < n; p++) {
+		msgpack_pack_array(&w.pk, 3);
+		pack_cstr(&w.pk, topic);
+		msgpack_pack_int32(&w.pk, p);
+		msgpack_pack_int64(&w.pk, ts);
+	}
+	const msgpack_object_array *offs = NULL;
+	codec_get_array(call(c, &w, id, NULL), "offsets", &offs);
+	if (!offs || offs->size != (uint32_t)n)
+		die(EXIT_FAILED, "offsets_for_times: unexpected result");
+	for (int32_t p = 0; p < n; p++) {
+		const msgpack_object *e = &offs->ptr[p];
+		const msgpack_object *o = e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 3 ? &e->via.array.ptr[2] : NULL;
+		if (!o || (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER && o->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
+			die(EXIT_FAILED, "offsets_for_times: unexpected result");
+		out[p] = o->via.i64;
+	}
+}
+
 static int cmd_offsets(cli *c, int argc, char **argv)
 {
 	const char *usage = "offsets TOPIC [-t TIME_MS]";
@@ -916,8 +943,11 @@ static int cmd_offsets(cli *c, int argc, char **argv)
 	static const struct option o[] = {{"time", required_argument, NULL, 't'}, {NULL, 0, NULL, 0}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "t:", o, NULL)) != -1) {
+		if (ch != 't')
+			die(EXIT_USAGE, "%s", usage);
 		char *end = NULL;
-		if (ch != 't' || (when = strtoll(optarg, &end, 10), !end || *end || end == optarg || when < 0))
+		when = strtoll(optarg, &end, 10);
+		if (end == optarg || *end || when < 0)
 			die(EXIT_USAGE, "%s (TIME_MS: an integer >= 0)", usage);
 		at_time = true;
 	}
@@ -925,43 +955,24 @@ static int cmd_offsets(cli *c, int argc, char **argv)
 		die(EXIT_USAGE, "%s", usage);
 	const char *topic = argv[optind];
 	int32_t n = partition_count(c, topic);
-	int64_t *found = NULL;
-	if (at_time && n > 0) {
-		kd_writer w;
-		uint64_t id = begin(c, &w, "offsets_for_times", 1);
-		pack_cstr(&w.pk, "timestamps");
-		msgpack_pack_array(&w.pk, (size_t)n);
-		for (int32_t p = 0; p < n; p++) {
-			msgpack_pack_array(&w.pk, 3);
-			pack_cstr(&w.pk, topic);
-			msgpack_pack_int32(&w.pk, p);
-			msgpack_pack_int64(&w.pk, when);
-		}
-		const msgpack_object_array *offs = NULL;
-		codec_get_array(call(c, &w, id, NULL), "offsets", &offs);
-		found = calloc((size_t)n, sizeof(*found));
-		if (!found || !offs || offs->size != (uint32_t)n)
-			die(EXIT_FAILED, "offsets_for_times: unexpected result");
-		for (int32_t p = 0; p < n; p++) {
-			const msgpack_object *e = &offs->ptr[p];
-			found[p] = e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size == 3 ? e->via.array.ptr[2].via.i64 : -1;
-		}
-	}
+	if (n <= 0)
+		return 0;
+	/* three requests whatever the partition count: low, high, at the time */
+	int64_t *low = calloc((size_t)n * 3, sizeof(*low));
+	if (!low)
+		die(EXIT_FAILED, "out of memory");
+	int64_t *high = low + n, *found = high + n;
+	offsets_at(c, topic, n, -2, low); /* the protocol's earliest */
+	offsets_at(c, topic, n, -1, high); /* latest: the next offset to be written */
+	if (at_time)
+		offsets_at(c, topic, n, when, found);
 	for (int32_t p = 0; p < n; p++) {
-		kd_writer w;
-		uint64_t id = begin(c, &w, "watermarks", 2);
-		pack_kv_str(&w.pk, "topic", topic);
-		pack_kv_int(&w.pk, "partition", p);
-		int64_t low = -1, high = -1;
-		const msgpack_object *r = call(c, &w, id, NULL);
-		codec_get_int(r, "low", &low);
-		codec_get_int(r, "high", &high);
-		printf("%s[%d] low %lld high %lld", topic, p, (long long)low, (long long)high);
-		if (found)
+		printf("%s[%d] low %lld high %lld", topic, p, (long long)low[p], (long long)high[p]);
+		if (at_time)
 			printf(" at %lld: %lld", (long long)when, (long long)found[p]);
 		putchar('\n');
 	}
-	free(found);
+	free(low);
 	return 0;
 }
 
