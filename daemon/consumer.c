@@ -321,10 +321,6 @@ static void push_event(kd_attach *a, uint8_t type, uint32_t tidx, int32_t partit
 static void close_work(uv_work_t *w);
 static void close_work_done(uv_work_t *w, int status);
 
-/* A seek runs on the thread pool and waits until librdkafka applied it:
- * an asynchronous seek leaves a window in which messages fetched before it
- * still look current and would be handed out after the new position was
- * promised. Until the seek is applied, the partition's intake is dropped. */
 /* c's partition for a list element, or NULL. */
 static kd_cpart *elem_part(kd_consumer *c, const rd_kafka_topic_partition_t *e)
 {
@@ -345,6 +341,10 @@ static void job_finished(kd_consumer *c)
 	}
 }
 
+/* A seek runs on the thread pool and waits until librdkafka applied it:
+ * an asynchronous seek leaves a window in which messages fetched before it
+ * still look current and would be handed out after the new position was
+ * promised. Until the seek is applied, the partition's intake is dropped. */
 typedef struct seek_job {
 	uv_work_t work;
 	kd_consumer *c; /* kept alive: closing waits for c->jobs to drain */
@@ -1358,16 +1358,14 @@ void consumers_pack_stats(const kd_consumers *cs, msgpack_packer *pk)
 		n++;
 	msgpack_pack_array(pk, n);
 	for (const kd_consumer *c = cs->list; c; c = c->next) {
-		uint32_t parts = 0, buffered = 0;
-		for (const kd_cpart *p = c->parts; p; p = p->next) {
-			parts++;
+		uint32_t buffered = 0;
+		for (const kd_cpart *p = c->parts; p; p = p->next)
 			buffered += p->len;
-		}
 		msgpack_pack_map(pk, c->zk ? 9 : 7);
 		pack_kv_str(pk, "consumer", c->key);
 		pack_kv_str(pk, "mode", modes[c->spec.mode]);
 		pack_kv_uint(pk, "attached", c->n_attaches);
-		pack_kv_uint(pk, "partitions", parts);
+		pack_kv_uint(pk, "partitions", c->n_parts);
 		pack_kv_uint(pk, "buffered", buffered);
 		pack_kv_uint(pk, "buffered_bytes", c->buf_mem);
 		pack_cstr(pk, "declared");
