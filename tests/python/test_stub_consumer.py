@@ -402,7 +402,7 @@ def test_offsets_for_times_arguments_and_result(fake):
         sent = [a for (_i, op, a) in fake.requests if op == "offsets_for_times"]
         assert sent[0]["timestamps"] == [["t", 0, base + 1500], ["t", 1, -1]] and sent[0]["timeout_ms"] == 5000
         assert sent[1]["timestamps"] == [["t", 0, base + 3000]]
-        for bad in ([("t", 0, "noon")], [("t", 0, True)], [], {}):
+        for bad in ([("t", 0, "noon")], [("t", 0, True)], [], {}, [("t", 0)], [("t", "0", 1)], [(5, 0, 1)], 7):
             with pytest.raises(E.InvalidArgument):
                 c.offsets_for_times(bad)
         with pytest.raises(E.KafkaError) as ei:

@@ -95,11 +95,18 @@ def timestamp_ms(v: Any) -> int:
 def times_args(timestamps: Any) -> List[List[Any]]:
     """``offsets_for_times``' list from ``{(topic, partition): ts}`` or
     ``(topic, partition, ts)`` triples (ts: ms or datetime)."""
-    items = timestamps.items() if isinstance(timestamps, Mapping) else ((e[:2], e[2]) for e in timestamps)
     out = []
-    for (topic, partition), ts in items:
-        t = topic.decode("utf-8") if isinstance(topic, (bytes, bytearray)) else topic
-        out.append([t, int(partition), timestamp_ms(ts)])
+    try:
+        items = timestamps.items() if isinstance(timestamps, Mapping) else (((t, p), ts) for t, p, ts in timestamps)
+        for (topic, partition), ts in items:
+            t = topic.decode("utf-8") if isinstance(topic, (bytes, bytearray)) else topic
+            if not isinstance(t, str) or isinstance(partition, bool) or not isinstance(partition, int):
+                raise TypeError
+            out.append([t, partition, timestamp_ms(ts)])
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(
+            "offsets_for_times: expected {(topic, partition): timestamp} or (topic, partition, timestamp) triples"
+        ) from e
     if not out:
         raise InvalidArgument("offsets_for_times: no partitions given")
     return out
