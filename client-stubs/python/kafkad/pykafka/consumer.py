@@ -422,13 +422,15 @@ class _DaemonConsumer:
         times = {pid: off for pid, off in pairs if isinstance(off, dt.datetime)}
         if times:
             # the first record at or after the time; none that late: the end
+            t = self._topic_name
             try:
-                found = kc.offsets_for_times([(self._topic_name, pid, t) for pid, t in times.items()])
-                for pid in times:
-                    off = found[(self._topic_name, pid)]
-                    targets[pid] = (off if off >= 0 else kc.watermarks(self._topic_name, pid)[1]) - 1
+                found = kc.offsets_for_times([(t, pid, ts) for pid, ts in times.items()])
+                late = [(t, pid, OffsetType.LATEST) for (_t, pid), off in found.items() if off < 0]
+                if late:
+                    found.update(kc.offsets_for_times(late))
             except KafkadError as e:
                 raise _translate(e) from e
+            targets.update({pid: off - 1 for (_t, pid), off in found.items()})
         for pid, off in pairs:
             if isinstance(off, dt.datetime):
                 continue

@@ -97,7 +97,7 @@ class Partition:
             )
         except KafkadError as e:
             raise _translate(e) from e
-        off = got[(topic.name.decode("utf-8") if isinstance(topic.name, bytes) else topic.name, self._id)]
+        (off,) = got.values()  # the one partition asked
         return [off] if off >= 0 else []
 
     def latest_available_offset(self) -> int:
