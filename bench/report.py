@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt_table, med, pyplot  # noqa: E402
@@ -688,18 +688,19 @@ def summary_lines(d: Dict[str, Any], producer: Optional[Dict[str, Any]]) -> List
     return out
 
 
+def _nested(text: str) -> str:
+    """A benchmark's own report as a section of this one: its title dropped
+    (ours replaces it), its ## headings one level down."""
+    return "\n".join("#" + ln if ln.startswith("## ") else ln for ln in text.splitlines()[1:]).strip()
+
+
 def producer_section(p: Dict[str, Any]) -> str:
     import produce_bench
 
     s = p["meta"]["settings"]
     o = argparse.Namespace(**{k: s[k] for k in ("messages", "kafka_python_messages", "size", "reps", "partitions",
                                                  "latency_count")})
-    text = produce_bench.render(o, p["meta"], p["scenario_a"]["summary"], p["scenario_b"]["summary"])
-    lines = text.splitlines()
-    out = []
-    for ln in lines[1:]:  # its own title is replaced by ours
-        out.append("#" + ln if ln.startswith("## ") else ln)
-    return "\n".join(out).strip()
+    return _nested(produce_bench.render(o, p["meta"], p["scenario_a"]["summary"], p["scenario_b"]["summary"]))
 
 
 def consumer_section(cdata: Dict[str, Any]) -> str:
@@ -708,11 +709,7 @@ def consumer_section(cdata: Dict[str, Any]) -> str:
     s = cdata["meta"]["settings"]
     o = argparse.Namespace(**{k: s.get(k) for k in ("messages", "size", "partitions", "batch", "reps", "verify",
                                                      "budget")}, self_contained=bool(s.get("self_contained")))
-    text = consume_bench.render(o, cdata["meta"], cdata["summary"], cdata["meta"].get("skipped", []))
-    out = []
-    for ln in text.splitlines()[1:]:  # its own title is replaced by ours
-        out.append("#" + ln if ln.startswith("## ") else ln)
-    return "\n".join(out).strip()
+    return _nested(consume_bench.render(o, cdata["meta"], cdata["summary"], cdata["meta"].get("skipped", [])))
 
 
 def consumer_summary(cdata: Optional[Dict[str, Any]]) -> List[str]:
@@ -781,26 +778,21 @@ def render_doc(d: Dict[str, Any], producer: Optional[Dict[str, Any]], plots: Dic
     else:
         out.append(f"Not measured: {d.get('local_hop', {}).get('error', 'not run')}")
     out.append("")
-    num += 1
-    out.append(f"## {num}. Producer benchmark (one process, async throughput and sync round trip)")
-    out.append("")
-    if producer:
-        out.append(producer_section(producer))
-        if "producer" in plots:
-            out += ["", f"![Producer benchmark]({plots['producer']})"]
-    else:
-        out.append("Not run (docs/benchmarks/producer.json missing).")
-    out.append("")
-    num += 1
-    out.append(f"## {num}. Consumer benchmark (one process reading from the beginning)")
-    out.append("")
-    if cdata:
-        out.append(consumer_section(cdata))
-        if "consumer" in plots:
-            out += ["", f"![Consumer benchmark]({plots['consumer']})"]
-    else:
-        out.append("Not run (docs/benchmarks/consumer.json missing).")
-    out.append("")
+    benches: List[Tuple[str, str, str, Optional[Dict[str, Any]], Callable[[Dict[str, Any]], str]]] = [
+        ("producer", "Producer benchmark", "one process, async throughput and sync round trip", producer,
+         producer_section),
+        ("consumer", "Consumer benchmark", "one process reading from the beginning", cdata, consumer_section),
+    ]
+    for key, title, what, data, section in benches:
+        num += 1
+        out += [f"## {num}. {title} ({what})", ""]
+        if data:
+            out.append(section(data))
+            if key in plots:
+                out += ["", f"![{title}]({plots[key]})"]
+        else:
+            out.append(f"Not run (docs/benchmarks/{key}.json missing).")
+        out.append("")
     out += ["## Not measured, and caveats", ""]
     out += caveats(d, producer)
     out += ["", "## Data", "",
